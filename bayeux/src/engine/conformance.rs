@@ -1,0 +1,181 @@
+//! The engine contract as a test suite, written once and run against every engine.
+//!
+//! A new engine's tests call [`run`] with a constructor that returns a fresh, empty engine; every
+//! failed expectation panics with a message naming the rule broken. Inactivity checks use real
+//! (or paused) tokio time, so call it inside a tokio runtime.
+
+use super::Engine;
+use crate::Message;
+use serde_json::json;
+use std::time::Duration;
+
+/// Runs every conformance check against engines made by `make` (one fresh engine per check).
+pub async fn run<E: Engine, F: Fn() -> E>(make: F) {
+    clients(&make()).await;
+    subscriptions(&make()).await;
+    routing(&make()).await;
+    wildcards(&make()).await;
+    local_publish(&make()).await;
+    destroy(&make()).await;
+    inactivity(&make()).await;
+}
+
+async fn clients(e: &dyn Engine) {
+    let a = e.create_client().await.unwrap();
+    let b = e.create_client().await.unwrap();
+    assert_ne!(a, b, "client ids must be unique");
+    assert!(
+        e.client_exists(&a).await.unwrap(),
+        "a created client exists"
+    );
+    assert!(
+        !e.client_exists("nope").await.unwrap(),
+        "unknown ids do not exist"
+    );
+    assert!(
+        e.queue_signal(&a).await.unwrap().is_some(),
+        "a live client has a queue signal"
+    );
+    assert!(
+        e.queue_signal("nope").await.unwrap().is_none(),
+        "an unknown client has none"
+    );
+}
+
+async fn subscriptions(e: &dyn Engine) {
+    let a = e.create_client().await.unwrap();
+    assert!(
+        e.subscribe(&a, "/b").await.unwrap(),
+        "first subscribe is new"
+    );
+    assert!(
+        !e.subscribe(&a, "/b").await.unwrap(),
+        "second subscribe is not new"
+    );
+    assert!(e.subscribe(&a, "/a/**").await.unwrap());
+    assert_eq!(
+        e.subscriptions(&a).await.unwrap(),
+        vec!["/a/**", "/b"],
+        "sorted subscriptions"
+    );
+    assert!(
+        e.unsubscribe(&a, "/b").await.unwrap(),
+        "unsubscribe removes"
+    );
+    assert!(
+        !e.unsubscribe(&a, "/b").await.unwrap(),
+        "unsubscribing twice is a no-op"
+    );
+    assert!(
+        !e.unsubscribe("nope", "/b").await.unwrap(),
+        "unknown client unsubscribe is a no-op"
+    );
+    assert!(
+        e.subscribe("nope", "/b").await.is_err(),
+        "unknown client cannot subscribe"
+    );
+}
+
+async fn routing(e: &dyn Engine) {
+    let a = e.create_client().await.unwrap();
+    let b = e.create_client().await.unwrap();
+    e.subscribe(&a, "/x").await.unwrap();
+    let signal = e.queue_signal(&a).await.unwrap().unwrap();
+    e.publish(&Message::publish("/x", json!(1))).await.unwrap();
+    e.publish(&Message::publish("/y", json!(2))).await.unwrap();
+    e.publish(&Message::publish("/x", json!(3))).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), signal.notified())
+        .await
+        .expect("publishing to a subscriber raises its queue signal");
+    let q = e.take_queue(&a).await.unwrap();
+    let data: Vec<_> = q.iter().map(|m| m.data.clone().unwrap()).collect();
+    assert_eq!(
+        data,
+        vec![json!(1), json!(3)],
+        "deliveries in publish order, others filtered"
+    );
+    assert!(
+        e.take_queue(&a).await.unwrap().is_empty(),
+        "take empties the queue"
+    );
+    assert!(
+        e.take_queue(&b).await.unwrap().is_empty(),
+        "non-subscribers get nothing"
+    );
+}
+
+async fn wildcards(e: &dyn Engine) {
+    let a = e.create_client().await.unwrap();
+    e.subscribe(&a, "/w/*").await.unwrap();
+    e.subscribe(&a, "/w/**").await.unwrap();
+    e.subscribe(&a, "/w/one").await.unwrap();
+    e.publish(&Message::publish("/w/one", json!("once")))
+        .await
+        .unwrap();
+    e.publish(&Message::publish("/w/one/two", json!("deep")))
+        .await
+        .unwrap();
+    e.publish(&Message::publish("/w", json!("parent")))
+        .await
+        .unwrap();
+    let q = e.take_queue(&a).await.unwrap();
+    let data: Vec<_> = q.iter().map(|m| m.data.clone().unwrap()).collect();
+    assert_eq!(
+        data,
+        vec![json!("once"), json!("deep")],
+        "each client gets a message once"
+    );
+}
+
+async fn local_publish(e: &dyn Engine) {
+    let a = e.create_client().await.unwrap();
+    e.subscribe(&a, "/local").await.unwrap();
+    e.publish_local(&Message::publish("/local", json!(1)))
+        .await
+        .unwrap();
+    assert_eq!(
+        e.take_queue(&a).await.unwrap().len(),
+        1,
+        "local subscribers get local deliveries"
+    );
+}
+
+async fn destroy(e: &dyn Engine) {
+    let a = e.create_client().await.unwrap();
+    e.subscribe(&a, "/d").await.unwrap();
+    e.subscribe(&a, "/c").await.unwrap();
+    let gone = e.destroy_client(&a).await.unwrap();
+    assert_eq!(
+        gone,
+        Some(vec!["/c".to_owned(), "/d".to_owned()]),
+        "destroy reports channels"
+    );
+    assert_eq!(
+        e.destroy_client(&a).await.unwrap(),
+        None,
+        "destroying twice reports nothing"
+    );
+    assert!(!e.client_exists(&a).await.unwrap());
+    e.publish(&Message::publish("/d", json!(1))).await.unwrap();
+    assert!(
+        e.take_queue(&a).await.unwrap().is_empty(),
+        "destroyed clients get nothing"
+    );
+}
+
+async fn inactivity(e: &dyn Engine) {
+    let a = e.create_client().await.unwrap();
+    assert!(e
+        .inactive_clients(Duration::from_secs(60))
+        .await
+        .unwrap()
+        .is_empty());
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let b = e.create_client().await.unwrap();
+    let idle = e.inactive_clients(Duration::from_millis(20)).await.unwrap();
+    assert_eq!(idle, vec![a.clone()], "only the idle client is inactive");
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    e.ping(&a).await.unwrap();
+    let idle = e.inactive_clients(Duration::from_millis(20)).await.unwrap();
+    assert_eq!(idle, vec![b], "a ping makes a client active again");
+}

@@ -1,0 +1,227 @@
+//! The in-memory engine: one process, everything in a mutex-guarded map.
+
+use super::Engine;
+use crate::{channel, Error, Message};
+use async_trait::async_trait;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+/// An [`Engine`] that keeps clients, subscriptions and queues in this process's memory.
+///
+/// Every client is local, so [`Engine::publish_local`] is the same as [`Engine::publish`]. Uses
+/// `tokio::time::Instant`, so tests can drive inactivity with `tokio::time::pause`.
+#[derive(Debug, Default)]
+pub struct MemoryEngine {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    clients: HashMap<String, Client>,
+    /// Channel name or pattern → subscribed client ids; the index `publish` looks up.
+    channels: HashMap<String, HashSet<String>>,
+}
+
+#[derive(Debug)]
+struct Client {
+    channels: BTreeSet<String>,
+    queue: Vec<Message>,
+    signal: Arc<Notify>,
+    last_seen: Instant,
+}
+
+impl MemoryEngine {
+    /// An empty engine.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves the maps consistent (every change is one insert or
+        // remove), so a poisoned lock is still usable.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn route(&self, message: &Message) {
+        let mut state = self.lock();
+        let mut targets = HashSet::new();
+        for key in channel::expand(&message.channel) {
+            if let Some(ids) = state.channels.get(&key) {
+                targets.extend(ids.iter().cloned());
+            }
+        }
+        for id in targets {
+            if let Some(client) = state.clients.get_mut(&id) {
+                client.queue.push(message.clone());
+                client.signal.notify_one();
+            }
+        }
+    }
+}
+
+/// A fresh client id: 128 random bits in base 36, like Faye's ids.
+fn new_client_id() -> String {
+    let mut n: u128 = rand::random();
+    let mut out = Vec::with_capacity(25);
+    while n > 0 {
+        let d = (n % 36) as u32;
+        out.push(char::from_digit(d, 36).unwrap_or('0'));
+        n /= 36;
+    }
+    if out.is_empty() {
+        out.push('0');
+    }
+    out.into_iter().collect()
+}
+
+#[async_trait]
+impl Engine for MemoryEngine {
+    async fn create_client(&self) -> Result<String, Error> {
+        let mut state = self.lock();
+        loop {
+            let id = new_client_id();
+            if state.clients.contains_key(&id) {
+                continue;
+            }
+            state.clients.insert(
+                id.clone(),
+                Client {
+                    channels: BTreeSet::new(),
+                    queue: Vec::new(),
+                    signal: Arc::new(Notify::new()),
+                    last_seen: Instant::now(),
+                },
+            );
+            return Ok(id);
+        }
+    }
+
+    async fn client_exists(&self, client_id: &str) -> Result<bool, Error> {
+        Ok(self.lock().clients.contains_key(client_id))
+    }
+
+    async fn destroy_client(&self, client_id: &str) -> Result<Option<Vec<String>>, Error> {
+        let mut state = self.lock();
+        let Some(client) = state.clients.remove(client_id) else {
+            return Ok(None);
+        };
+        for ch in &client.channels {
+            if let Some(ids) = state.channels.get_mut(ch) {
+                ids.remove(client_id);
+                if ids.is_empty() {
+                    state.channels.remove(ch);
+                }
+            }
+        }
+        // Wake a held connect so it answers now instead of at its timeout.
+        client.signal.notify_one();
+        Ok(Some(client.channels.into_iter().collect()))
+    }
+
+    async fn ping(&self, client_id: &str) -> Result<(), Error> {
+        if let Some(client) = self.lock().clients.get_mut(client_id) {
+            client.last_seen = Instant::now();
+        }
+        Ok(())
+    }
+
+    async fn inactive_clients(&self, inactivity: Duration) -> Result<Vec<String>, Error> {
+        let now = Instant::now();
+        Ok(self
+            .lock()
+            .clients
+            .iter()
+            .filter(|(_, c)| now.duration_since(c.last_seen) > inactivity)
+            .map(|(id, _)| id.clone())
+            .collect())
+    }
+
+    async fn subscribe(&self, client_id: &str, channel: &str) -> Result<bool, Error> {
+        let mut state = self.lock();
+        let client = state
+            .clients
+            .get_mut(client_id)
+            .ok_or_else(|| Error::ClientUnknown(client_id.to_owned()))?;
+        if !client.channels.insert(channel.to_owned()) {
+            return Ok(false);
+        }
+        state
+            .channels
+            .entry(channel.to_owned())
+            .or_default()
+            .insert(client_id.to_owned());
+        Ok(true)
+    }
+
+    async fn unsubscribe(&self, client_id: &str, channel: &str) -> Result<bool, Error> {
+        let mut state = self.lock();
+        let Some(client) = state.clients.get_mut(client_id) else {
+            return Ok(false);
+        };
+        if !client.channels.remove(channel) {
+            return Ok(false);
+        }
+        if let Some(ids) = state.channels.get_mut(channel) {
+            ids.remove(client_id);
+            if ids.is_empty() {
+                state.channels.remove(channel);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn subscriptions(&self, client_id: &str) -> Result<Vec<String>, Error> {
+        Ok(self
+            .lock()
+            .clients
+            .get(client_id)
+            .map(|c| c.channels.iter().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    async fn publish(&self, message: &Message) -> Result<(), Error> {
+        self.route(message);
+        Ok(())
+    }
+
+    async fn publish_local(&self, message: &Message) -> Result<(), Error> {
+        self.route(message);
+        Ok(())
+    }
+
+    async fn take_queue(&self, client_id: &str) -> Result<Vec<Message>, Error> {
+        Ok(self
+            .lock()
+            .clients
+            .get_mut(client_id)
+            .map(|c| std::mem::take(&mut c.queue))
+            .unwrap_or_default())
+    }
+
+    async fn queue_signal(&self, client_id: &str) -> Result<Option<Arc<Notify>>, Error> {
+        Ok(self.lock().clients.get(client_id).map(|c| c.signal.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_engine_passes_the_conformance_suite() {
+        super::super::conformance::run(MemoryEngine::new).await;
+    }
+
+    #[test]
+    fn ids_are_distinct_base36() {
+        let a = new_client_id();
+        let b = new_client_id();
+        assert_ne!(a, b);
+        assert!(a
+            .chars()
+            .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()));
+    }
+}

@@ -1,0 +1,48 @@
+//! A Bayeux 1.0 server for tokio and axum, accepted by the Faye and CometD clients.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = bayeux::Server::builder().build()?;
+//! server.spawn_sweeper();
+//! let app = bayeux::router(server);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - [`message`]: the [`Message`] struct, as it travels in JSON.
+//! - [`channel`]: channel grammar, `/meta/` and `/service/`, wildcard expansion.
+//! - [`error`]: the one [`Error`] enum and its Bayeux error strings (`401:id:Unknown client`).
+//! - [`config`]: [`Config`], every field documenting its default.
+//! - `server` and `meta`: the protocol core, [`Server`]. Messages in, replies and deliveries out; no
+//!   I/O, so it is unit-tested without sockets (tests in `core_tests`).
+//! - [`engine`]: the [`Engine`] trait (clients, subscriptions, queues, routing), the in-memory
+//!   [`MemoryEngine`], and the conformance suite every engine must pass.
+//! - [`extension`]: the [`Extension`] trait (ordered async hooks), lifecycle [`Event`]s, and how a
+//!   presence extension hooks subscriptions.
+//! - [`transport`]: thin axum adapters: long-polling, cross-origin long-polling (CORS), callback-polling
+//!   (JSONP) and WebSocket, all on one mount path, built by [`router`].
+
+pub mod channel;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod extension;
+pub mod message;
+mod meta;
+mod server;
+pub mod transport;
+
+#[cfg(test)]
+mod core_tests;
+#[cfg(test)]
+mod ext_tests;
+
+pub use config::Config;
+pub use engine::{Engine, MemoryEngine};
+pub use error::Error;
+pub use extension::{Context, Direction, DisconnectReason, Event, Extension, UnsubscribeReason};
+pub use message::Message;
+pub use server::{Server, ServerBuilder};
+pub use transport::router;

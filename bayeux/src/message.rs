@@ -1,0 +1,169 @@
+//! The Bayeux message, as it travels in JSON.
+
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Map, Value};
+
+/// One Bayeux message: a request from a client, a reply to one, or a delivery on a channel.
+///
+/// The fields the protocol gives meaning to are typed; anything else a client sends stays in
+/// [`Message::other`] and is sent back out unchanged, so extensions and clients can use fields this
+/// server has never heard of. Absent fields are `None` and are not serialized.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct Message {
+    /// The channel, e.g. `/meta/connect` or `/chat/room`. Empty when the client sent none.
+    #[serde(default)]
+    pub channel: String,
+    /// The client's message id, echoed in the reply (Faye sends strings, some clients numbers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<Value>,
+    /// The client id handed out by the handshake.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The application payload of a publish. `Some(Value::Null)` when the client sent `"data": null`.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub data: Option<Value>,
+    /// Extension data, passed through untouched unless an extension changes it.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ext: Option<Value>,
+    /// In a reply: whether the request succeeded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub successful: Option<bool>,
+    /// In a reply: why the request failed, a Bayeux error string (`401:id:Unknown client`). An extension
+    /// sets it on an incoming message to reject the message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Reconnect advice (`reconnect`, `interval`, `timeout`); clients send `timeout: 0` to ask for an
+    /// immediate answer to their first connect.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advice: Option<Map<String, Value>>,
+    /// For `/meta/subscribe` and `/meta/unsubscribe`: one channel name or a list of them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<Value>,
+    /// For `/meta/connect`: the transport in use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_type: Option<String>,
+    /// For `/meta/handshake`: transports the client (request) or server (reply) supports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub supported_connection_types: Option<Vec<String>>,
+    /// For `/meta/handshake`: the protocol version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// For `/meta/handshake`: the oldest protocol version the client accepts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub minimum_version: Option<String>,
+    /// Every other field, kept as it came.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
+}
+
+/// Deserializes a field that is present, even as `null`, into `Some`, so that `"data": null` (a valid
+/// publish) is told apart from a missing `data` (an error).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+impl Message {
+    /// A message on `channel` with no other field set.
+    pub fn new(channel: impl Into<String>) -> Self {
+        Message {
+            channel: channel.into(),
+            ..Message::default()
+        }
+    }
+
+    /// A publish (or delivery) of `data` on `channel`.
+    pub fn publish(channel: impl Into<String>, data: Value) -> Self {
+        Message {
+            data: Some(data),
+            ..Message::new(channel)
+        }
+    }
+
+    /// The channel names of a `subscription` field: a string or an array of strings; `None` when the
+    /// field is missing, empty or holds something else.
+    pub fn subscriptions(&self) -> Option<Vec<String>> {
+        let list: Vec<String> = match self.subscription.as_ref()? {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(items) => items
+                .iter()
+                .map(|v| v.as_str().map(str::to_owned))
+                .collect::<Option<_>>()?,
+            _ => return None,
+        };
+        (!list.is_empty()).then_some(list)
+    }
+
+    /// Reads one message out of a JSON value; the error says what was wrong, for a `400` reply.
+    pub fn from_value(value: Value) -> Result<Self, crate::Error> {
+        if !value.is_object() {
+            return Err(crate::Error::BadRequest("message is not an object".into()));
+        }
+        serde_json::from_value(value).map_err(|e| crate::Error::BadRequest(e.to_string()))
+    }
+
+    /// The message as a JSON value.
+    pub fn to_value(&self) -> Value {
+        // Serializing a struct of JSON values and strings cannot fail.
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn null_data_is_present_and_unknown_fields_survive() {
+        let m = Message::from_value(json!({"channel": "/a", "data": null, "zz": 1})).unwrap();
+        assert_eq!(m.data, Some(Value::Null));
+        assert_eq!(m.other.get("zz"), Some(&json!(1)));
+        let back = m.to_value();
+        assert_eq!(back, json!({"channel": "/a", "data": null, "zz": 1}));
+        let m = Message::from_value(json!({"channel": "/a"})).unwrap();
+        assert_eq!(m.data, None);
+    }
+
+    #[test]
+    fn camel_case_fields() {
+        let m = Message::from_value(json!({
+            "channel": "/meta/handshake", "clientId": "c", "supportedConnectionTypes": ["long-polling"],
+            "connectionType": "websocket", "minimumVersion": "1.0"
+        }))
+        .unwrap();
+        assert_eq!(m.client_id.as_deref(), Some("c"));
+        assert_eq!(m.connection_type.as_deref(), Some("websocket"));
+        assert_eq!(m.supported_connection_types.unwrap(), vec!["long-polling"]);
+    }
+
+    #[test]
+    fn subscription_forms() {
+        let mut m = Message::new("/meta/subscribe");
+        assert_eq!(m.subscriptions(), None);
+        m.subscription = Some(json!("/a"));
+        assert_eq!(m.subscriptions().unwrap(), vec!["/a"]);
+        m.subscription = Some(json!(["/a", "/b"]));
+        assert_eq!(m.subscriptions().unwrap(), vec!["/a", "/b"]);
+        m.subscription = Some(json!(["/a", 1]));
+        assert_eq!(m.subscriptions(), None);
+        m.subscription = Some(json!([]));
+        assert_eq!(m.subscriptions(), None);
+    }
+
+    #[test]
+    fn wrong_shapes_are_bad_requests() {
+        assert!(Message::from_value(json!([1])).is_err());
+        assert!(Message::from_value(json!({"channel": 5})).is_err());
+        assert!(Message::from_value(json!({"channel": "/a", "clientId": {}})).is_err());
+    }
+}

@@ -1,0 +1,223 @@
+//! One handler per Bayeux channel kind: handshake, connect, subscribe, unsubscribe, disconnect, publish.
+
+use crate::config::CONNECTION_TYPES;
+use crate::extension::{DisconnectReason, Event, UnsubscribeReason};
+use crate::server::{reply_to, strip, Done};
+use crate::{channel, Error, Message, Server};
+use serde_json::{json, Map, Value};
+use std::time::Duration;
+use tokio::time::Instant;
+
+impl Server {
+    /// Routes an (incoming-hooked, error-free) request to its handler.
+    pub(crate) async fn dispatch(&self, m: &Message) -> Result<Done, Error> {
+        match m.channel.as_str() {
+            "/meta/handshake" => self.handshake(m).await,
+            "/meta/connect" => self.connect(m).await,
+            "/meta/subscribe" => self.subscribe(m).await,
+            "/meta/unsubscribe" => self.unsubscribe(m).await,
+            "/meta/disconnect" => self.disconnect(m).await,
+            "" => Err(Error::ParameterMissing("channel".into())),
+            ch if channel::is_meta(ch) => Err(Error::ChannelForbidden(ch.to_owned())),
+            _ => self.publish_from_client(m).await,
+        }
+    }
+
+    /// The advice sent with successful handshake and connect replies (milliseconds, as Faye sends).
+    fn advice(&self) -> Map<String, Value> {
+        let c = &self.inner.config;
+        let mut advice = Map::new();
+        advice.insert("reconnect".into(), json!("retry"));
+        advice.insert("interval".into(), json!(c.interval.as_millis() as u64));
+        advice.insert("timeout".into(), json!(c.timeout.as_millis() as u64));
+        advice
+    }
+
+    /// The client id of a request, which must name a live client.
+    async fn known_client(&self, m: &Message) -> Result<String, Error> {
+        let id = m.client_id.clone().unwrap_or_default();
+        if id.is_empty() || !self.inner.engine.client_exists(&id).await? {
+            return Err(Error::ClientUnknown(id));
+        }
+        Ok(id)
+    }
+
+    async fn handshake(&self, m: &Message) -> Result<Done, Error> {
+        if m.version.as_deref().unwrap_or("").is_empty() {
+            return Err(Error::ParameterMissing("version".into()));
+        }
+        let offered = m
+            .supported_connection_types
+            .as_ref()
+            .ok_or_else(|| Error::ParameterMissing("supportedConnectionTypes".into()))?;
+        if !offered
+            .iter()
+            .any(|t| CONNECTION_TYPES.contains(&t.as_str()))
+        {
+            return Err(Error::ConnectionTypeMismatch(offered.clone()));
+        }
+        let client_id = self.inner.engine.create_client().await?;
+        let mut reply = reply_to(m);
+        reply.client_id = Some(client_id.clone());
+        reply.successful = Some(true);
+        reply.version = Some("1.0".into());
+        reply.supported_connection_types = Some(CONNECTION_TYPES.map(str::to_owned).to_vec());
+        reply.advice = Some(self.advice());
+        self.emit(Event::Handshake { client_id }).await;
+        Ok(Done::reply(reply))
+    }
+
+    /// Holds the connect until a message is queued for the client or the hold time passes, then answers
+    /// with the reply and everything queued.
+    async fn connect(&self, m: &Message) -> Result<Done, Error> {
+        let client_id = self.known_client(m).await?;
+        let connection_type = m
+            .connection_type
+            .as_deref()
+            .ok_or_else(|| Error::ParameterMissing("connectionType".into()))?;
+        if !CONNECTION_TYPES.contains(&connection_type) {
+            return Err(Error::ConnectionTypeMismatch(vec![connection_type.into()]));
+        }
+        let engine = &self.inner.engine;
+        engine.ping(&client_id).await?;
+        // Clients ask for an immediate answer to their first connect with `advice.timeout: 0`
+        // (CometD always does); never hold longer than the configured timeout.
+        let asked = m
+            .advice
+            .as_ref()
+            .and_then(|a| a.get("timeout"))
+            .and_then(Value::as_u64)
+            .map(Duration::from_millis);
+        let hold = asked.map_or(self.inner.config.timeout, |t| {
+            t.min(self.inner.config.timeout)
+        });
+        let deadline = Instant::now() + hold;
+        let signal = engine
+            .queue_signal(&client_id)
+            .await?
+            .ok_or_else(|| Error::ClientUnknown(client_id.clone()))?;
+        let deliveries = loop {
+            let queued = engine.take_queue(&client_id).await?;
+            if !queued.is_empty() {
+                break queued;
+            }
+            if tokio::time::timeout_at(deadline, signal.notified())
+                .await
+                .is_err()
+            {
+                break engine.take_queue(&client_id).await?;
+            }
+            if !engine.client_exists(&client_id).await? {
+                // Disconnected or timed out while we held its connect.
+                return Err(Error::ClientUnknown(client_id));
+            }
+        };
+        engine.ping(&client_id).await?;
+        let mut reply = reply_to(m);
+        reply.successful = Some(true);
+        reply.advice = Some(self.advice());
+        Ok(Done {
+            reply,
+            deliveries,
+            subscribed: Vec::new(),
+        })
+    }
+
+    /// Validates a subscribe or unsubscribe request: live client, channel list, each channel allowed.
+    async fn subscription_request(&self, m: &Message) -> Result<(String, Vec<String>), Error> {
+        let client_id = self.known_client(m).await?;
+        let channels = m
+            .subscriptions()
+            .ok_or_else(|| Error::ParameterMissing("subscription".into()))?;
+        for ch in &channels {
+            if !channel::is_valid(ch) {
+                return Err(Error::ChannelInvalid(ch.clone()));
+            }
+            if !channel::is_subscribable(ch) {
+                return Err(Error::ChannelForbidden(ch.clone()));
+            }
+        }
+        Ok((client_id, channels))
+    }
+
+    async fn subscribe(&self, m: &Message) -> Result<Done, Error> {
+        let (client_id, channels) = self.subscription_request(m).await?;
+        let engine = &self.inner.engine;
+        engine.ping(&client_id).await?;
+        let mut added = Vec::new();
+        for ch in channels {
+            match engine.subscribe(&client_id, &ch).await {
+                Ok(true) => added.push(ch),
+                Ok(false) => {}
+                Err(e) => {
+                    // All or nothing: a half-applied list would leave the client guessing.
+                    for done in &added {
+                        let _ = engine.unsubscribe(&client_id, done).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        let mut reply = reply_to(m);
+        reply.successful = Some(true);
+        reply.subscription = m.subscription.clone();
+        Ok(Done {
+            reply,
+            deliveries: Vec::new(),
+            subscribed: added,
+        })
+    }
+
+    async fn unsubscribe(&self, m: &Message) -> Result<Done, Error> {
+        let (client_id, channels) = self.subscription_request(m).await?;
+        self.inner.engine.ping(&client_id).await?;
+        for channel in channels {
+            if self.inner.engine.unsubscribe(&client_id, &channel).await? {
+                let client_id = client_id.clone();
+                let reason = UnsubscribeReason::Explicit;
+                self.emit(Event::Unsubscribe {
+                    client_id,
+                    channel,
+                    reason,
+                })
+                .await;
+            }
+        }
+        let mut reply = reply_to(m);
+        reply.successful = Some(true);
+        reply.subscription = m.subscription.clone();
+        Ok(Done::reply(reply))
+    }
+
+    async fn disconnect(&self, m: &Message) -> Result<Done, Error> {
+        let client_id = self.known_client(m).await?;
+        if !self
+            .remove_client(&client_id, DisconnectReason::Explicit)
+            .await?
+        {
+            return Err(Error::ClientUnknown(client_id));
+        }
+        let mut reply = reply_to(m);
+        reply.successful = Some(true);
+        Ok(Done::reply(reply))
+    }
+
+    /// A publish from a client. `/service/` messages stop here: they are for the server (extensions see
+    /// them in their incoming hook) and never reach subscribers.
+    async fn publish_from_client(&self, m: &Message) -> Result<Done, Error> {
+        if !channel::is_valid_name(&m.channel) {
+            return Err(Error::ChannelInvalid(m.channel.clone()));
+        }
+        if m.data.is_none() {
+            return Err(Error::ParameterMissing("data".into()));
+        }
+        let client_id = self.known_client(m).await?;
+        self.inner.engine.ping(&client_id).await?;
+        if !channel::is_service(&m.channel) {
+            self.inner.engine.publish(&strip(m.clone())).await?;
+        }
+        let mut reply = reply_to(m);
+        reply.successful = Some(true);
+        Ok(Done::reply(reply))
+    }
+}

@@ -1,0 +1,410 @@
+//! The protocol core: messages in, replies and deliveries out. No sockets, no HTTP.
+//!
+//! Transports decode a request into messages, call [`Server::process`], and encode what comes back.
+//! Time enters only through tokio's clock (the connect hold and the inactivity sweep), so tests drive it
+//! with `tokio::time::pause`.
+
+use crate::extension::{Context, Direction, DisconnectReason, Event, Pipeline, UnsubscribeReason};
+use crate::{channel, Config, Engine, Error, Extension, MemoryEngine, Message};
+use futures_util::future::join_all;
+use serde_json::{json, Map, Value};
+use std::sync::{Arc, Weak};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+/// A Bayeux server: configuration, engine and extensions. Cheap to clone (all clones are one server).
+#[derive(Clone)]
+pub struct Server {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: Config,
+    pub(crate) engine: Arc<dyn Engine>,
+    pub(crate) pipeline: Pipeline,
+    events: broadcast::Sender<Event>,
+}
+
+/// Builds a [`Server`]: `Server::builder().config(c).extension(e).build()`.
+#[derive(Default)]
+pub struct ServerBuilder {
+    config: Config,
+    engine: Option<Arc<dyn Engine>>,
+    extensions: Vec<Arc<dyn Extension>>,
+}
+
+impl ServerBuilder {
+    /// Uses `config` (default: [`Config::default`]).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Uses `engine` (default: a new [`MemoryEngine`]).
+    pub fn engine(mut self, engine: Arc<dyn Engine>) -> Self {
+        self.engine = Some(engine);
+        self
+    }
+
+    /// Adds an extension after those already added; extensions run in this order both ways.
+    pub fn extension(mut self, extension: Arc<dyn Extension>) -> Self {
+        self.extensions.push(extension);
+        self
+    }
+
+    /// Validates the configuration and builds the server.
+    pub fn build(self) -> Result<Server, Error> {
+        self.config.validate()?;
+        let (events, _) = broadcast::channel(1024);
+        Ok(Server {
+            inner: Arc::new(Inner {
+                config: self.config,
+                engine: self.engine.unwrap_or_else(|| Arc::new(MemoryEngine::new())),
+                pipeline: Pipeline::new(self.extensions),
+                events,
+            }),
+        })
+    }
+}
+
+impl Server {
+    /// A builder with default configuration, a memory engine and no extensions.
+    pub fn builder() -> ServerBuilder {
+        ServerBuilder::default()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Arc<dyn Engine> {
+        &self.inner.engine
+    }
+
+    /// A receiver of every lifecycle [`Event`] from now on (a broadcast: a receiver that falls more than
+    /// 1024 events behind loses the oldest; extensions that must not miss any use [`Extension::event`]).
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    /// Handles a batch of messages from one client request and returns what goes back: the replies in
+    /// request order, with the deliveries for the client after the reply to its `/meta/connect`.
+    ///
+    /// A `/meta/connect` is handled after every other message of the batch (so a publish sent with it is
+    /// not held up), and is held until something is queued for the client or the timeout passes.
+    pub async fn process(&self, messages: Vec<Message>) -> Vec<Message> {
+        let (connects, others): (Vec<_>, Vec<_>) = messages
+            .into_iter()
+            .partition(|m| m.channel == "/meta/connect");
+        let mut out = Vec::new();
+        for message in others {
+            out.extend(self.handle(message).await);
+        }
+        for batch in join_all(connects.into_iter().map(|m| self.handle(m))).await {
+            out.extend(batch);
+        }
+        out
+    }
+
+    /// Like [`Server::process`] for a decoded JSON body: an array of messages or a single message. An
+    /// element that is not a well-formed message gets a `400` error reply of its own; a body that is
+    /// neither an array nor an object is an [`Error::BadRequest`] (transports answer HTTP 400).
+    pub async fn process_json(&self, body: Value) -> Result<Vec<Value>, Error> {
+        let items = match body {
+            Value::Array(items) => items,
+            obj @ Value::Object(_) => vec![obj],
+            _ => {
+                return Err(Error::BadRequest(
+                    "body must be a message or an array".into(),
+                ))
+            }
+        };
+        let mut bad = Vec::new();
+        let mut good = Vec::new();
+        for item in items {
+            let (channel, id) = (item.get("channel").cloned(), item.get("id").cloned());
+            match Message::from_value(item) {
+                Ok(m) => good.push(m),
+                Err(e) => {
+                    let mut reply = Map::new();
+                    if let Some(Value::String(ch)) = channel {
+                        reply.insert("channel".into(), Value::String(ch));
+                    }
+                    if let Some(id) = id {
+                        reply.insert("id".into(), id);
+                    }
+                    reply.insert("successful".into(), Value::Bool(false));
+                    reply.insert("error".into(), Value::String(e.to_bayeux()));
+                    bad.push(Value::Object(reply));
+                }
+            }
+        }
+        let mut out: Vec<Value> = self
+            .process(good)
+            .await
+            .iter()
+            .map(Message::to_value)
+            .collect();
+        out.extend(bad);
+        Ok(out)
+    }
+
+    /// Publishes a message from server code to every subscriber of its channel (in every process that
+    /// shares the engine), like Faye's `server.getClient().publish`. Incoming hooks are not run (the
+    /// message comes from trusted code); outgoing hooks run per receiving client as for any delivery.
+    pub async fn publish(&self, message: Message) -> Result<(), Error> {
+        check_publishable(&message)?;
+        self.inner.engine.publish(&strip(message)).await
+    }
+
+    /// Delivers a message to this process's own subscribers of its channel only (see
+    /// [`Engine::publish_local`]): for messages every process receives anyway, such as roster diffs from
+    /// Redis, which would be delivered twice if published through a shared engine.
+    pub async fn deliver_local(&self, message: Message) -> Result<(), Error> {
+        check_publishable(&message)?;
+        self.inner.engine.publish_local(&strip(message)).await
+    }
+
+    /// Removes every client inactive for longer than [`Config::inactivity`], reporting an unsubscribe
+    /// per channel and a disconnect (reason: timeout) for each. Returns the removed ids.
+    pub async fn sweep(&self) -> Vec<String> {
+        let idle = match self
+            .inner
+            .engine
+            .inactive_clients(self.inner.config.inactivity)
+            .await
+        {
+            Ok(idle) => idle,
+            Err(e) => {
+                tracing::warn!(error = %e, "inactivity sweep failed");
+                return Vec::new();
+            }
+        };
+        let mut removed = Vec::new();
+        for id in idle {
+            if self
+                .remove_client(&id, DisconnectReason::Timeout)
+                .await
+                .unwrap_or(false)
+            {
+                tracing::debug!(client = %id, "client timed out");
+                removed.push(id);
+            }
+        }
+        removed
+    }
+
+    /// Starts a task that calls [`Server::sweep`] periodically (every quarter of the inactivity
+    /// timeout, at most every second). The task ends when the last clone of the server is dropped.
+    pub fn spawn_sweeper(&self) -> JoinHandle<()> {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let period = (self.inner.config.inactivity / 4).min(std::time::Duration::from_secs(1));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                Server { inner }.sweep().await;
+            }
+        })
+    }
+
+    /// Removes a client: unsubscribe events for its channels, then a disconnect event. `Ok(false)` if
+    /// it was already gone (another request or process removed it first).
+    pub(crate) async fn remove_client(
+        &self,
+        client_id: &str,
+        reason: DisconnectReason,
+    ) -> Result<bool, Error> {
+        let Some(channels) = self.inner.engine.destroy_client(client_id).await? else {
+            return Ok(false);
+        };
+        let unsub_reason = match reason {
+            DisconnectReason::Explicit => UnsubscribeReason::Disconnect,
+            DisconnectReason::Timeout => UnsubscribeReason::Timeout,
+        };
+        for channel in channels {
+            self.emit(Event::Unsubscribe {
+                client_id: client_id.to_owned(),
+                channel,
+                reason: unsub_reason,
+            })
+            .await;
+        }
+        self.emit(Event::Disconnect {
+            client_id: client_id.to_owned(),
+            reason,
+        })
+        .await;
+        Ok(true)
+    }
+
+    pub(crate) async fn emit(&self, event: Event) {
+        self.inner.pipeline.event(&event).await;
+        // No receivers is fine: events() is optional.
+        let _ = self.inner.events.send(event);
+    }
+
+    /// One message through incoming hooks, the handler, and outgoing hooks.
+    async fn handle(&self, message: Message) -> Vec<Message> {
+        let claimed = message.client_id.clone();
+        let ctx = Context {
+            direction: Direction::Incoming,
+            client_id: claimed.as_deref(),
+            request: None,
+        };
+        let Some(request) = self.inner.pipeline.run(message, ctx).await else {
+            return Vec::new();
+        };
+        let outcome = match &request.error {
+            Some(error) => Err(Error::Extension(error.clone())),
+            None => self.dispatch(&request).await,
+        };
+        let (reply, deliveries, added) = match outcome {
+            Ok(done) => (done.reply, done.deliveries, done.subscribed),
+            Err(e) => (self.error_reply(&request, &e), Vec::new(), Vec::new()),
+        };
+        let reply_client = reply.client_id.clone().or(claimed);
+        let ctx = Context {
+            direction: Direction::Reply,
+            client_id: reply_client.as_deref(),
+            request: Some(&request),
+        };
+        let reply = self.inner.pipeline.run(reply, ctx).await;
+        if !added.is_empty() {
+            let client_id = reply_client.clone().unwrap_or_default();
+            let accepted = reply
+                .as_ref()
+                .is_some_and(|r| r.error.is_none() && r.successful != Some(false));
+            if accepted {
+                for channel in added {
+                    let client_id = client_id.clone();
+                    self.emit(Event::Subscribe { client_id, channel }).await;
+                }
+            } else {
+                // An outgoing hook vetoed the subscription (the presence extension failed to join):
+                // undo exactly what this request added.
+                for channel in &added {
+                    if let Err(e) = self.inner.engine.unsubscribe(&client_id, channel).await {
+                        tracing::warn!(error = %e, %channel, "could not undo vetoed subscription");
+                    }
+                }
+            }
+        }
+        let mut out: Vec<Message> = reply
+            .into_iter()
+            .map(|r| finish_reply(r, &request))
+            .collect();
+        out.extend(
+            self.outgoing_deliveries(reply_client.as_deref(), deliveries)
+                .await,
+        );
+        out
+    }
+
+    /// Runs each delivery through the outgoing hooks for the receiving client; drops rejected ones.
+    async fn outgoing_deliveries(&self, client: Option<&str>, queue: Vec<Message>) -> Vec<Message> {
+        let mut out = Vec::with_capacity(queue.len());
+        for message in queue {
+            let ctx = Context {
+                direction: Direction::Delivery,
+                client_id: client,
+                request: None,
+            };
+            if let Some(m) = self.inner.pipeline.run(message, ctx).await {
+                if m.error.is_none() {
+                    out.push(m);
+                }
+            }
+        }
+        out
+    }
+
+    /// The reply to `request` for `error`, with the advice Faye gives (`reconnect: handshake` after a
+    /// failed handshake or connect, or for an unknown client).
+    pub(crate) fn error_reply(&self, request: &Message, error: &Error) -> Message {
+        if matches!(error, Error::Engine(_) | Error::Internal(_)) {
+            tracing::error!(channel = %request.channel, %error, "request failed");
+        }
+        let mut reply = reply_to(request);
+        reply.successful = Some(false);
+        reply.error = Some(error.to_bayeux());
+        if error.needs_handshake()
+            || request.channel == "/meta/handshake"
+            || request.channel == "/meta/connect"
+        {
+            reply.client_id = None;
+            let mut advice = Map::new();
+            advice.insert("reconnect".into(), json!("handshake"));
+            advice.insert(
+                "interval".into(),
+                json!(self.inner.config.interval.as_millis() as u64),
+            );
+            reply.advice = Some(advice);
+        }
+        reply
+    }
+}
+
+/// What a handler produced for one request.
+pub(crate) struct Done {
+    pub(crate) reply: Message,
+    pub(crate) deliveries: Vec<Message>,
+    /// Channels a `/meta/subscribe` newly added, undone if an outgoing hook vetoes the reply.
+    pub(crate) subscribed: Vec<String>,
+}
+
+impl Done {
+    pub(crate) fn reply(reply: Message) -> Self {
+        Done {
+            reply,
+            deliveries: Vec::new(),
+            subscribed: Vec::new(),
+        }
+    }
+}
+
+/// The skeleton of a reply: same channel and id, the client id the request named.
+pub(crate) fn reply_to(request: &Message) -> Message {
+    Message {
+        channel: request.channel.clone(),
+        id: request.id.clone(),
+        client_id: request.client_id.clone(),
+        ..Message::default()
+    }
+}
+
+/// Makes a reply consistent after the outgoing hooks: a reply carrying an error is never `successful`.
+fn finish_reply(mut reply: Message, request: &Message) -> Message {
+    if reply.error.is_some() {
+        reply.successful = Some(false);
+    }
+    if reply.channel.is_empty() {
+        reply.channel = request.channel.clone();
+    }
+    reply
+}
+
+fn check_publishable(message: &Message) -> Result<(), Error> {
+    if !channel::is_valid_name(&message.channel) {
+        return Err(Error::ChannelInvalid(message.channel.clone()));
+    }
+    if channel::is_meta(&message.channel) {
+        return Err(Error::ChannelForbidden(message.channel.clone()));
+    }
+    if message.data.is_none() {
+        return Err(Error::ParameterMissing("data".into()));
+    }
+    Ok(())
+}
+
+/// The delivery form of a published message: the publisher's client id stays private.
+pub(crate) fn strip(mut message: Message) -> Message {
+    message.client_id = None;
+    message.successful = None;
+    message.error = None;
+    message
+}

@@ -1,0 +1,173 @@
+//! Long-polling (JSON or form POST) and callback-polling (JSONP GET), and the WebSocket upgrade switch.
+
+use crate::{Error, Server};
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Query, Request, State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// Every request on the mount path and below.
+pub(super) async fn handle(State(server): State<Server>, request: Request) -> Response {
+    if is_upgrade(request.headers()) {
+        let (mut parts, _) = request.into_parts();
+        return match WebSocketUpgrade::from_request_parts(&mut parts, &server).await {
+            Ok(upgrade) => super::ws::upgrade(upgrade, server),
+            Err(rejection) => rejection.into_response(),
+        };
+    }
+    match *request.method() {
+        Method::POST => post(server, request).await,
+        Method::GET => get(server, request).await,
+        // Preflights are answered by the CORS layer; a bare OPTIONS just learns it may go on.
+        Method::OPTIONS => StatusCode::OK.into_response(),
+        _ => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "use GET, POST or a WebSocket\n",
+        )
+            .into_response(),
+    }
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// A plain-text HTTP 400: the body could not even be read as Bayeux messages.
+fn bad_request(why: impl std::fmt::Display) -> Response {
+    (StatusCode::BAD_REQUEST, format!("Bad request: {why}\n")).into_response()
+}
+
+async fn post(server: Server, request: Request) -> Response {
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let limit = server.config().max_body;
+    let bytes = match axum::body::to_bytes(request.into_body(), limit).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            let why = format!("body larger than {limit} bytes or unreadable\n");
+            return (StatusCode::PAYLOAD_TOO_LARGE, why).into_response();
+        }
+    };
+    // Faye's old-browser transports post `message=<json>` as a form; accept that shape too.
+    let json = if is_form || bytes.starts_with(b"message=") {
+        let form: HashMap<String, String> = match serde_urlencoded_pairs(&bytes) {
+            Some(form) => form,
+            None => return bad_request("form body is not UTF-8"),
+        };
+        match form.get("message") {
+            Some(m) => m.clone().into_bytes(),
+            None => return bad_request("form body has no message field"),
+        }
+    } else {
+        bytes.to_vec()
+    };
+    match decode_and_process(&server, &json).await {
+        Ok(replies) => json_response(&replies),
+        Err(e) => bad_request(e),
+    }
+}
+
+fn serde_urlencoded_pairs(bytes: &[u8]) -> Option<HashMap<String, String>> {
+    std::str::from_utf8(bytes).ok()?;
+    Query::<HashMap<String, String>>::try_from_uri(
+        &format!("/?{}", String::from_utf8_lossy(bytes))
+            .parse()
+            .ok()?,
+    )
+    .ok()
+    .map(|q| q.0)
+}
+
+async fn get(server: Server, request: Request) -> Response {
+    let Ok(Query(params)) = Query::<HashMap<String, String>>::try_from_uri(request.uri()) else {
+        return bad_request("unreadable query string");
+    };
+    let Some(message) = params.get("message") else {
+        return bad_request("GET needs a message parameter (callback-polling)");
+    };
+    let callback = params.get("jsonp").map_or("jsonpcallback", String::as_str);
+    if !valid_callback(callback) {
+        return bad_request("invalid jsonp callback name");
+    }
+    match decode_and_process(&server, message.as_bytes()).await {
+        Ok(replies) => {
+            // U+2028 and U+2029 are valid in JSON but end a line in older JavaScript.
+            let json = replies
+                .replace('\u{2028}', "\\u2028")
+                .replace('\u{2029}', "\\u2029");
+            let body = format!("/**/{callback}({json});");
+            let mut response = Response::new(Body::from(body));
+            let headers = response.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/javascript; charset=utf-8"),
+            );
+            headers.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-cache, no-store"),
+            );
+            response
+        }
+        Err(e) => bad_request(e),
+    }
+}
+
+/// A JSONP callback must be a dotted JavaScript identifier (as Faye checks), so a request cannot make us
+/// serve arbitrary script.
+fn valid_callback(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name.split('.').all(|part| {
+            let mut chars = part.chars();
+            chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+        })
+}
+
+/// Parses a JSON body and runs it through the server; the result is the JSON array to send back.
+pub(super) async fn decode_and_process(server: &Server, json: &[u8]) -> Result<String, Error> {
+    let value: Value = serde_json::from_slice(json)
+        .map_err(|e| Error::BadRequest(format!("invalid JSON: {e}")))?;
+    let replies = server.process_json(value).await?;
+    Ok(Value::Array(replies).to_string())
+}
+
+fn json_response(body: &str) -> Response {
+    let mut response = Response::new(Body::from(body.to_owned()));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_callback;
+
+    #[test]
+    fn jsonp_callback_names() {
+        assert!(valid_callback("jsonpcallback"));
+        assert!(valid_callback("__jsonp3__"));
+        assert!(valid_callback("a.b.$c"));
+        assert!(!valid_callback("alert(1)"));
+        assert!(!valid_callback("a..b"));
+        assert!(!valid_callback("1a"));
+        assert!(!valid_callback(""));
+    }
+}
