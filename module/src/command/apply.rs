@@ -1,0 +1,115 @@
+//! `PRESENCE.APPLY channel rev-before op...` and `PRESENCE.APPLY channel SNAPSHOT bytes` (internal)
+//!
+//! What a master replicates and the AOF stores instead of the commands clients sent, because those read
+//! the clock: the exact ops a command applied (see [`presence_roster::op`]), or a whole roster written by
+//! AOF rewrite. Accepted only from this node's master or while loading, never from ordinary clients.
+
+use presence_roster::op::parse_u64;
+use presence_roster::{snapshot, Op};
+use redis_module::{raw, Context, RedisResult, RedisString};
+
+use super::{dispatch, is_option, slices};
+use crate::error::PresenceError;
+use crate::reply::Reply;
+use crate::store::{self, ChannelKey, Origin};
+
+/// Parsed arguments.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ApplyArgs<'a> {
+    /// Ops to apply on top of `rev_before`.
+    Ops {
+        /// The master's revision before the ops.
+        rev_before: u64,
+        /// The ops.
+        ops: Vec<Op>,
+    },
+    /// A whole roster replacing the key's value.
+    Snapshot(&'a [u8]),
+}
+
+/// Parses `PRESENCE.APPLY` arguments (command name first).
+pub fn parse<'a>(argv: &[&'a [u8]]) -> Result<ApplyArgs<'a>, PresenceError> {
+    match argv {
+        [_, _channel, mode, blob] if is_option(mode, "SNAPSHOT") => Ok(ApplyArgs::Snapshot(blob)),
+        [_, _channel, rev, ops @ ..] => Ok(ApplyArgs::Ops {
+            rev_before: parse_u64(rev)?,
+            ops: Op::decode_args(ops)?,
+        }),
+        _ => Err(PresenceError::WrongArity),
+    }
+}
+
+/// The Redis entry point.
+pub fn command(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    dispatch(ctx, args, run)
+}
+
+fn run(ctx: &Context, args: &[RedisString]) -> Result<(), PresenceError> {
+    if !store::is_from_master_or_loading(ctx) {
+        return Err(PresenceError::ApplyDenied);
+    }
+    let argv = slices(args);
+    match parse(&argv)? {
+        ApplyArgs::Ops { rev_before, ops } => {
+            store::change(ctx, &args[1], Origin::Master, |roster, journal, _now| {
+                roster.advance_rev(rev_before);
+                for op in ops {
+                    journal.apply(roster, op);
+                }
+                Ok(())
+            })?;
+        }
+        ApplyArgs::Snapshot(blob) => {
+            let roster = snapshot::decode(blob)?;
+            let key = ChannelKey::open(
+                ctx,
+                &args[1],
+                raw::REDISMODULE_READ | raw::REDISMODULE_WRITE,
+            )?;
+            match roster.latest_deadline() {
+                Some(deadline) => {
+                    key.store(roster);
+                    key.expire_at(deadline);
+                }
+                None => key.delete(),
+            }
+            ctx.replicate_verbatim();
+        }
+    }
+    Reply::new(ctx).ok();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_both_forms() {
+        assert_eq!(
+            parse(&[b"A", b"/c", b"SNAPSHOT", b"xyz"]).unwrap(),
+            ApplyArgs::Snapshot(b"xyz")
+        );
+        assert_eq!(
+            parse(&[b"A", b"/c", b"12", b"L", b"cl"]).unwrap(),
+            ApplyArgs::Ops {
+                rev_before: 12,
+                ops: vec![Op::Leave {
+                    client: b"cl".as_slice().into()
+                }]
+            }
+        );
+        assert!(matches!(
+            parse(&[b"A", b"/c"]),
+            Err(PresenceError::WrongArity)
+        ));
+        assert!(matches!(
+            parse(&[b"A", b"/c", b"x"]),
+            Err(PresenceError::BadApply(_))
+        ));
+        assert!(matches!(
+            parse(&[b"A", b"/c", b"1", b"J", b"c"]),
+            Err(PresenceError::BadApply(_))
+        ));
+    }
+}

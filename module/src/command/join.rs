@@ -1,0 +1,161 @@
+//! `PRESENCE.JOIN channel client id data [TTL ms] [WITHROSTER]`
+//!
+//! Binds connection `client` to member `id` with `data`, after purging expired connections. Replies
+//! `{rev, joined, changed, left, expired[, roster]}`: whether `id` is new on the channel, whether its
+//! data changed, ids that left because this client moved to another id, ids that expired on the way,
+//! and with `WITHROSTER` the whole roster after the join.
+
+use presence_roster::roster::Bytes;
+use presence_roster::{EventKind, Op};
+use redis_module::{Context, RedisResult, RedisString};
+
+use super::{dispatch, is_option, parse_ttl, slices};
+use crate::config;
+use crate::error::PresenceError;
+use crate::reply::Reply;
+use crate::store::{self, Origin};
+
+/// Parsed arguments.
+#[derive(Debug, PartialEq, Eq)]
+pub struct JoinArgs<'a> {
+    /// The connection.
+    pub client: &'a [u8],
+    /// The member id.
+    pub id: &'a [u8],
+    /// The member data.
+    pub data: &'a [u8],
+    /// `TTL`, if given.
+    pub ttl_ms: Option<u64>,
+    /// `WITHROSTER` was given.
+    pub with_roster: bool,
+}
+
+/// Parses `PRESENCE.JOIN` arguments (command name first).
+pub fn parse<'a>(argv: &[&'a [u8]]) -> Result<JoinArgs<'a>, PresenceError> {
+    let [_, _channel, client, id, data, options @ ..] = argv else {
+        return Err(PresenceError::WrongArity);
+    };
+    let mut args = JoinArgs {
+        client,
+        id,
+        data,
+        ttl_ms: None,
+        with_roster: false,
+    };
+    let mut options = options.iter();
+    while let Some(option) = options.next() {
+        if is_option(option, "TTL") {
+            let ms = options.next().ok_or(PresenceError::WrongArity)?;
+            args.ttl_ms = Some(parse_ttl(ms)?);
+        } else if is_option(option, "WITHROSTER") {
+            args.with_roster = true;
+        } else {
+            return Err(PresenceError::UnknownOption(
+                String::from_utf8_lossy(option).into_owned(),
+            ));
+        }
+    }
+    Ok(args)
+}
+
+/// The Redis entry point.
+pub fn command(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
+    dispatch(ctx, args, run)
+}
+
+fn run(ctx: &Context, args: &[RedisString]) -> Result<(), PresenceError> {
+    let argv = slices(args);
+    let join = parse(&argv)?;
+    let max_data = config::max_data_bytes();
+    if join.data.len() as i64 > max_data {
+        return Err(PresenceError::DataTooLarge {
+            len: join.data.len(),
+            max: max_data,
+        });
+    }
+    let ttl_us = join.ttl_ms.unwrap_or_else(config::default_ttl_ms) * 1000;
+    let reply = Reply::new(ctx);
+    store::change(ctx, &args[1], Origin::Client, |roster, journal, now| {
+        journal.purge(roster, now);
+        let members = roster.member_count();
+        if !roster.has_member(join.id) && members as i64 >= config::max_members() {
+            return Err(PresenceError::ChannelFull { members });
+        }
+        journal.apply(
+            roster,
+            Op::Join {
+                client: Bytes::from(join.client),
+                id: Bytes::from(join.id),
+                data: Bytes::from(join.data),
+                deadline: now.saturating_add(ttl_us),
+            },
+        );
+        let left: Vec<&[u8]> = journal.ids(EventKind::Leave).collect();
+        let expired: Vec<&[u8]> = journal.ids(EventKind::Expire).collect();
+        reply.map(5 + usize::from(join.with_roster));
+        reply.bytes(b"rev").int(roster.rev());
+        reply
+            .bytes(b"joined")
+            .bool(journal.has(EventKind::Join, join.id));
+        reply
+            .bytes(b"changed")
+            .bool(journal.has(EventKind::Update, join.id));
+        reply.bytes(b"left").list(left.into_iter());
+        reply.bytes(b"expired").list(expired.into_iter());
+        if join.with_roster {
+            reply.bytes(b"roster").members(roster);
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_options_in_any_order_and_case() {
+        let args = parse(&[
+            b"PRESENCE.JOIN",
+            b"/c",
+            b"cl",
+            b"id",
+            b"{}",
+            b"withroster",
+            b"ttl",
+            b"500",
+        ])
+        .unwrap();
+        assert_eq!(
+            args,
+            JoinArgs {
+                client: b"cl",
+                id: b"id",
+                data: b"{}",
+                ttl_ms: Some(500),
+                with_roster: true
+            }
+        );
+    }
+
+    #[test]
+    fn rejects_bad_arguments() {
+        assert!(matches!(
+            parse(&[b"PRESENCE.JOIN", b"/c", b"cl", b"id"]),
+            Err(PresenceError::WrongArity)
+        ));
+        assert!(matches!(
+            parse(&[b"J", b"/c", b"cl", b"id", b"d", b"TTL"]),
+            Err(PresenceError::WrongArity)
+        ));
+        assert!(matches!(
+            parse(&[b"J", b"/c", b"cl", b"id", b"d", b"TTL", b"0"]),
+            Err(PresenceError::BadTtl { .. })
+        ));
+        assert!(matches!(
+            parse(&[b"J", b"/c", b"cl", b"id", b"d", b"NX"]),
+            Err(PresenceError::UnknownOption(o)) if o == "NX"
+        ));
+    }
+}

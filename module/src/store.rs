@@ -1,0 +1,200 @@
+//! The channel key: opening it, changing its roster in one step, and making that step durable and
+//! visible (key expiry, replication, AOF, pub/sub).
+
+use std::os::raw::c_int;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use presence_roster::{wire, Journal, Roster};
+use redis_module::{raw, Context, ContextFlags, NotifyEvent, RedisString};
+
+use crate::datatype::{seed_rev, PRESENCE_TYPE};
+use crate::error::PresenceError;
+use crate::stats;
+
+/// Who is changing the roster, which decides how the change is propagated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// An ordinary client: read the clock, replicate the ops as `PRESENCE.APPLY`, publish the events.
+    Client,
+    /// The master or the AOF, through `PRESENCE.APPLY`: use only the values given, publish nothing
+    /// (the master already did), and feed the command on to this node's own AOF.
+    Master,
+}
+
+/// What a change left behind.
+pub struct Outcome<T> {
+    /// The closure's result.
+    pub value: T,
+    /// The channel's revision afterwards; 0 for a channel that does not exist and was not changed.
+    pub rev: u64,
+}
+
+/// Microseconds since the Unix epoch.
+pub fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// Runs `change` on the roster at key `name`, all in one step: Redis runs one command at a time, so
+/// nothing else sees or changes the roster between the first op and the last.
+///
+/// Every op `change` records in the journal is made durable and visible even when it returns an error
+/// (e.g. expired connections purged before a limit refused a join). A missing key is an empty roster;
+/// it is stored only if something joins, and deleted when the last member goes.
+pub fn change<T>(
+    ctx: &Context,
+    name: &RedisString,
+    origin: Origin,
+    change: impl FnOnce(&mut Roster, &mut Journal, u64) -> Result<T, PresenceError>,
+) -> Result<Outcome<T>, PresenceError> {
+    let key = ChannelKey::open(ctx, name, raw::REDISMODULE_READ | raw::REDISMODULE_WRITE)?;
+    let now = now_us();
+    let mut fresh = None;
+    let existed = key.roster_ptr().is_some();
+    let roster: &mut Roster = match key.roster_ptr() {
+        // SAFETY: the value was created by this module as a `Box<Roster>` and the key stays open.
+        Some(ptr) => unsafe { &mut *ptr },
+        None => fresh.insert(Roster::new(match origin {
+            Origin::Client => seed_rev(now),
+            Origin::Master => 0,
+        })),
+    };
+    let mut journal = Journal::begin(roster);
+    let result = change(roster, &mut journal, now);
+
+    let rev = if !existed && journal.is_empty() {
+        0
+    } else {
+        roster.rev()
+    };
+    if !journal.is_empty() {
+        let latest_deadline = roster.latest_deadline();
+        match (latest_deadline, fresh) {
+            (None, _) if existed => key.delete(),
+            (None, _) => {}
+            (Some(deadline), fresh) => {
+                if let Some(roster) = fresh {
+                    key.store(roster);
+                }
+                key.expire_at(deadline);
+            }
+        }
+        propagate(ctx, name, origin, &journal);
+    }
+    result.map(|value| Outcome { value, rev })
+}
+
+/// Replicates, publishes and counts a change.
+fn propagate(ctx: &Context, name: &RedisString, origin: Origin, journal: &Journal) {
+    match origin {
+        Origin::Client => {
+            let mut args: Vec<Vec<u8>> = vec![name.as_slice().to_vec()];
+            args.extend(journal.apply_args());
+            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+            ctx.replicate("PRESENCE.APPLY", args.as_slice());
+            if !journal.events().is_empty() {
+                publish(ctx, name, &wire::encode(journal.events()));
+            }
+        }
+        Origin::Master => ctx.replicate_verbatim(),
+    }
+    stats::count_events(journal.events());
+    ctx.notify_keyspace_event(NotifyEvent::MODULE, "presence", name);
+}
+
+/// Publishes on the shard channel named like the key, which is in the key's slot by construction.
+fn publish(ctx: &Context, channel: &RedisString, message: &[u8]) {
+    let Some(publish_shard) = (unsafe { raw::RedisModule_PublishMessageShard }) else {
+        return; // Checked at load: this Redis has it.
+    };
+    let message = RedisString::create_from_slice(ctx.get_raw(), message);
+    // SAFETY: both strings are live RedisModuleStrings for the duration of the call.
+    unsafe { publish_shard(ctx.get_raw(), channel.inner, message.inner) };
+    stats::PUBLISHED.add(1);
+}
+
+/// Whether the command comes from this node's master or from the AOF being loaded.
+pub fn is_from_master_or_loading(ctx: &Context) -> bool {
+    ctx.get_flags()
+        .intersects(ContextFlags::REPLICATED | ContextFlags::LOADING)
+}
+
+/// An open channel key. Closed on drop.
+///
+/// The safe key wrappers of `redis-module` do not expose absolute expiry, which replicas and the AOF need
+/// to agree with the master, so this small wrapper talks to the key API directly.
+pub struct ChannelKey {
+    key: *mut raw::RedisModuleKey,
+}
+
+impl ChannelKey {
+    /// Opens `name`; an error if it holds anything other than a roster.
+    pub fn open(ctx: &Context, name: &RedisString, mode: u32) -> Result<Self, PresenceError> {
+        // SAFETY: ctx and name are live; the key is closed in Drop.
+        let key = unsafe {
+            raw::RedisModule_OpenKey.expect("OpenKey")(ctx.get_raw(), name.inner, mode as c_int)
+        };
+        let key = ChannelKey { key: key.cast() };
+        let key_type = unsafe { raw::RedisModule_KeyType.expect("KeyType")(key.key) } as isize;
+        match key_type {
+            raw::REDISMODULE_KEYTYPE_EMPTY => Ok(key),
+            raw::REDISMODULE_KEYTYPE_MODULE
+                if unsafe { raw::RedisModule_ModuleTypeGetType.expect("GetType")(key.key) }
+                    == *PRESENCE_TYPE.raw_type.borrow() =>
+            {
+                Ok(key)
+            }
+            _ => Err(PresenceError::WrongType),
+        }
+    }
+
+    /// The stored roster, if the key exists.
+    pub fn roster_ptr(&self) -> Option<*mut Roster> {
+        // SAFETY: open() checked the type; an empty key yields null.
+        let value = unsafe { raw::RedisModule_ModuleTypeGetValue.expect("GetValue")(self.key) };
+        (!value.is_null()).then_some(value.cast())
+    }
+
+    /// The stored roster, for reading.
+    pub fn roster(&self) -> Option<&Roster> {
+        // SAFETY: see `change`.
+        self.roster_ptr().map(|ptr| unsafe { &*ptr })
+    }
+
+    /// Stores `roster` as the key's value, replacing (and freeing) any previous one.
+    pub fn store(&self, roster: Roster) {
+        let value = Box::into_raw(Box::new(roster));
+        // SAFETY: the key is open for writing and the type is registered; Redis owns the box from now on.
+        unsafe {
+            raw::RedisModule_ModuleTypeSetValue.expect("SetValue")(
+                self.key,
+                *PRESENCE_TYPE.raw_type.borrow(),
+                value.cast(),
+            )
+        };
+    }
+
+    /// Makes the key expire at `deadline_us` (rounded up to the millisecond), when every connection
+    /// in it would have expired: an abandoned channel then disappears by itself.
+    pub fn expire_at(&self, deadline_us: u64) {
+        let ms = i64::try_from(deadline_us.div_ceil(1000)).unwrap_or(i64::MAX);
+        if let Some(set_abs_expire) = unsafe { raw::RedisModule_SetAbsExpire } {
+            // SAFETY: the key is open for writing and not empty.
+            unsafe { set_abs_expire(self.key, ms) };
+        }
+    }
+
+    /// Deletes the key (its roster is freed by Redis).
+    pub fn delete(&self) {
+        // SAFETY: the key is open for writing.
+        unsafe { raw::RedisModule_DeleteKey.expect("DeleteKey")(self.key) };
+    }
+}
+
+impl Drop for ChannelKey {
+    fn drop(&mut self) {
+        // SAFETY: opened in `open`, closed once here.
+        unsafe { raw::RedisModule_CloseKey.expect("CloseKey")(self.key) };
+    }
+}

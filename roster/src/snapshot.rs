@@ -1,0 +1,171 @@
+//! The binary form of a whole [`Roster`], for RDB, AOF rewrite, `DUMP`/`RESTORE` and slot migration.
+//!
+//! ```text
+//! "PRS" version:u8 rev:u64
+//! members:u32 { id:bytes data:bytes }*
+//! connections:u32 { client:bytes id:bytes deadline:u64 }*
+//! ```
+//! Integers are little-endian; `bytes` is a `u32` length and the bytes. The decoder checks every length
+//! and the consistency of the result, so a corrupt snapshot is an error, never a panic or a broken roster.
+
+use crate::error::DecodeError;
+use crate::roster::{Bytes, Roster};
+
+const MAGIC: &[u8; 3] = b"PRS";
+const VERSION: u8 = 1;
+
+/// Encodes `roster`.
+pub fn encode(roster: &Roster) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 + 64 * roster.connection_count());
+    out.extend_from_slice(MAGIC);
+    out.push(VERSION);
+    out.extend_from_slice(&roster.rev().to_le_bytes());
+    put_len(&mut out, roster.member_count());
+    for (id, data) in roster.members() {
+        put_bytes(&mut out, id);
+        put_bytes(&mut out, data);
+    }
+    put_len(&mut out, roster.connection_count());
+    for (client, id, deadline) in roster.connections() {
+        put_bytes(&mut out, client);
+        put_bytes(&mut out, id);
+        out.extend_from_slice(&deadline.to_le_bytes());
+    }
+    out
+}
+
+/// Decodes a snapshot written by [`encode`].
+pub fn decode(input: &[u8]) -> Result<Roster, DecodeError> {
+    let mut reader = Reader { input };
+    if reader.take(3)? != MAGIC {
+        return Err(DecodeError::Malformed("not a roster snapshot"));
+    }
+    if reader.take(1)?[0] != VERSION {
+        return Err(DecodeError::Malformed("unknown snapshot version"));
+    }
+    let rev = reader.u64()?;
+    let member_count = reader.len()?;
+    let mut members = Vec::with_capacity(member_count.min(reader.input.len() / 8));
+    for _ in 0..member_count {
+        members.push((reader.bytes()?, reader.bytes()?));
+    }
+    let connection_count = reader.len()?;
+    let mut connections = Vec::with_capacity(connection_count.min(reader.input.len() / 16));
+    for _ in 0..connection_count {
+        connections.push((reader.bytes()?, reader.bytes()?, reader.u64()?));
+    }
+    if !reader.input.is_empty() {
+        return Err(DecodeError::Malformed("trailing bytes after snapshot"));
+    }
+    Roster::from_parts(rev, members, connections).map_err(DecodeError::Malformed)
+}
+
+fn put_len(out: &mut Vec<u8>, len: usize) {
+    let len = u32::try_from(len).expect("rosters and fields are limited far below 4 GiB");
+    out.extend_from_slice(&len.to_le_bytes());
+}
+
+fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_len(out, bytes.len());
+    out.extend_from_slice(bytes);
+}
+
+struct Reader<'a> {
+    input: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.input.len() < n {
+            return Err(DecodeError::Truncated);
+        }
+        let (head, tail) = self.input.split_at(n);
+        self.input = tail;
+        Ok(head)
+    }
+
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        let bytes = self.take(8)?;
+        Ok(u64::from_le_bytes(bytes.try_into().expect("8 bytes")))
+    }
+
+    fn len(&mut self) -> Result<usize, DecodeError> {
+        let bytes = self.take(4)?;
+        Ok(u32::from_le_bytes(bytes.try_into().expect("4 bytes")) as usize)
+    }
+
+    fn bytes(&mut self) -> Result<Bytes, DecodeError> {
+        let len = self.len()?;
+        Ok(Bytes::from(self.take(len)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op::Op;
+
+    fn sample() -> Roster {
+        let mut roster = Roster::new(41);
+        let mut events = Vec::new();
+        for (client, id, data, deadline) in [
+            ("c1", "alice", "{\"n\":1}", 10),
+            ("c2", "alice", "{\"n\":1}", 20),
+            ("c3", "b\r\n{}", "\0\u{1F600}", 5),
+        ] {
+            roster.apply(
+                &Op::Join {
+                    client: Bytes::from(client.as_bytes()),
+                    id: Bytes::from(id.as_bytes()),
+                    data: Bytes::from(data.as_bytes()),
+                    deadline,
+                },
+                &mut events,
+            );
+        }
+        roster
+    }
+
+    #[test]
+    fn round_trip_keeps_everything() {
+        let roster = sample();
+        assert_eq!(decode(&encode(&roster)).unwrap(), roster);
+        assert_eq!(decode(&encode(&Roster::new(9))).unwrap(), Roster::new(9));
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let bytes = encode(&sample());
+        for len in 0..bytes.len() {
+            assert!(decode(&bytes[..len]).is_err(), "prefix of {len} bytes");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode(&longer).is_err());
+    }
+
+    #[test]
+    fn inconsistent_snapshots_are_refused() {
+        // A connection that names a member that is not there.
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.push(VERSION);
+        out.extend_from_slice(&1u64.to_le_bytes());
+        put_len(&mut out, 0);
+        put_len(&mut out, 1);
+        put_bytes(&mut out, b"c");
+        put_bytes(&mut out, b"ghost");
+        out.extend_from_slice(&1u64.to_le_bytes());
+        assert_eq!(
+            decode(&out),
+            Err(DecodeError::Malformed("connection of an unknown member"))
+        );
+        // A huge claimed count must not allocate for it.
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.push(VERSION);
+        out.extend_from_slice(&1u64.to_le_bytes());
+        out.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode(&out), Err(DecodeError::Truncated));
+    }
+}

@@ -1,0 +1,163 @@
+//! The message a roster change publishes on its channel's shard pub/sub channel.
+//!
+//! One message per command, one line per event, in revision order:
+//!
+//! ```text
+//! <rev> join <len>:<id> <len>:<data>\n
+//! <rev> update <len>:<id> <len>:<data>\n
+//! <rev> leave <len>:<id>\n
+//! <rev> expire <len>:<id>\n
+//! ```
+//!
+//! Ids and data are length-prefixed (netstring style), so they may hold any bytes, newlines included,
+//! while a message of ordinary text stays readable in `redis-cli SSUBSCRIBE`.
+
+use crate::error::DecodeError;
+use crate::op::parse_u64;
+use crate::roster::{Bytes, Event, EventKind};
+
+/// Encodes events as one message.
+pub fn encode(events: &[Event]) -> Vec<u8> {
+    let size: usize = events
+        .iter()
+        .map(|e| 40 + e.id.len() + e.data.as_ref().map_or(0, |d| d.len() + 12))
+        .sum();
+    let mut out = Vec::with_capacity(size);
+    for event in events {
+        out.extend_from_slice(event.rev.to_string().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(event.kind.as_str().as_bytes());
+        out.push(b' ');
+        put_field(&mut out, &event.id);
+        if let Some(data) = &event.data {
+            out.push(b' ');
+            put_field(&mut out, data);
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
+fn put_field(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.extend_from_slice(bytes.len().to_string().as_bytes());
+    out.push(b':');
+    out.extend_from_slice(bytes);
+}
+
+/// Decodes a message written by [`encode`].
+pub fn decode(mut input: &[u8]) -> Result<Vec<Event>, DecodeError> {
+    let mut events = Vec::new();
+    while !input.is_empty() {
+        let rev = parse_u64(take_until(&mut input, b' ')?)?;
+        let kind = match take_until(&mut input, b' ')? {
+            b"join" => EventKind::Join,
+            b"update" => EventKind::Update,
+            b"leave" => EventKind::Leave,
+            b"expire" => EventKind::Expire,
+            other => {
+                return Err(DecodeError::UnknownKind(
+                    String::from_utf8_lossy(other).into_owned(),
+                ))
+            }
+        };
+        let id = take_field(&mut input)?;
+        let data = if kind.is_present() {
+            expect(&mut input, b' ')?;
+            Some(take_field(&mut input)?)
+        } else {
+            None
+        };
+        expect(&mut input, b'\n')?;
+        events.push(Event {
+            rev,
+            kind,
+            id,
+            data,
+        });
+    }
+    Ok(events)
+}
+
+fn take_until<'a>(input: &mut &'a [u8], separator: u8) -> Result<&'a [u8], DecodeError> {
+    let at = input
+        .iter()
+        .position(|&b| b == separator)
+        .ok_or(DecodeError::Truncated)?;
+    let (head, tail) = input.split_at(at);
+    *input = &tail[1..];
+    Ok(head)
+}
+
+fn take_field(input: &mut &[u8]) -> Result<Bytes, DecodeError> {
+    let len = parse_u64(take_until(input, b':')?)?;
+    let len = usize::try_from(len).map_err(|_| DecodeError::BadNumber)?;
+    if input.len() < len {
+        return Err(DecodeError::Truncated);
+    }
+    let (field, tail) = input.split_at(len);
+    *input = tail;
+    Ok(Bytes::from(field))
+}
+
+fn expect(input: &mut &[u8], byte: u8) -> Result<(), DecodeError> {
+    match input.split_first() {
+        Some((&b, tail)) if b == byte => {
+            *input = tail;
+            Ok(())
+        }
+        Some(_) => Err(DecodeError::Malformed("unexpected byte in event line")),
+        None => Err(DecodeError::Truncated),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(rev: u64, kind: EventKind, id: &[u8], data: Option<&[u8]>) -> Event {
+        Event {
+            rev,
+            kind,
+            id: Bytes::from(id),
+            data: data.map(Bytes::from),
+        }
+    }
+
+    #[test]
+    fn a_message_reads_as_documented() {
+        let events = [
+            event(7, EventKind::Join, b"alice", Some(br#"{"n":1}"#)),
+            event(8, EventKind::Leave, b"bob", None),
+        ];
+        assert_eq!(
+            encode(&events),
+            b"7 join 5:alice 7:{\"n\":1}\n8 leave 3:bob\n".to_vec()
+        );
+    }
+
+    #[test]
+    fn odd_bytes_round_trip() {
+        let events = [
+            event(1, EventKind::Update, b"a b\n:{}", Some(b"\r\n\0\xff 3:x")),
+            event(2, EventKind::Expire, b"", None),
+            event(u64::MAX, EventKind::Join, "\u{1F600}".as_bytes(), Some(b"")),
+        ];
+        assert_eq!(decode(&encode(&events)).unwrap(), events);
+    }
+
+    #[test]
+    fn broken_messages_are_errors_not_panics() {
+        for bad in [
+            &b"1 join 5:alice"[..],
+            b"1 join 5:alice 9:xx\n",
+            b"x join 1:a 1:b\n",
+            b"1 dance 1:a\n",
+            b"1 leave 1:ab\n",
+            b"1 leave 99999999999999999999:a\n",
+            b"1 leave 1:a",
+        ] {
+            assert!(decode(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+        }
+        assert_eq!(decode(b""), Ok(vec![]));
+    }
+}

@@ -1,0 +1,49 @@
+//! Test harness: the presence module built once, and real `redis-server` processes on free loopback
+//! ports, each stopped by a guard when it goes out of scope (also when a test fails).
+//!
+//! # Layout
+//! - [`module_path`]: builds `presence-module` (once per test binary) and copies the library to a path of
+//!   this process's own, because overwriting a loaded `.so` crashes every server using it.
+//! - [`RedisServer`]: one `redis-server --loadmodule`, restartable on the same directory and port.
+//! - [`Cluster`]: three such servers joined as a Redis Cluster.
+//! - [`commands`]: typed calls of the presence commands; [`listener`]: a shard pub/sub subscriber that
+//!   decodes roster events.
+//! - [`reply`]: reading presence replies the same way in RESP2 (flat arrays) and RESP3 (maps).
+//! - [`wait_until`]: polls a condition with a deadline instead of sleeping.
+
+pub mod cluster;
+pub mod commands;
+pub mod listener;
+pub mod reply;
+pub mod server;
+
+pub use cluster::Cluster;
+pub use listener::Listener;
+pub use server::{module_path, RedisServer, ServerOptions};
+
+use std::time::{Duration, Instant};
+
+/// Polls `condition` every few milliseconds until it holds, or panics with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(2);
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(50));
+    }
+}
+
+/// A channel name unique to this call, so tests sharing a server never see each other's rosters.
+pub fn unique_channel(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "/presence/{prefix}/{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}

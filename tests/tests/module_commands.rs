@@ -1,0 +1,398 @@
+//! Every presence command and every error, against a real `redis-server` with the module loaded.
+
+use std::time::Duration;
+
+use presence_tests::commands::{count, join, leave, roster, roster_of, touch};
+use presence_tests::{unique_channel, wait_until, RedisServer, ServerOptions};
+
+fn error_of<T: std::fmt::Debug>(result: redis::RedisResult<T>) -> String {
+    let error = result.expect_err("expected an error reply");
+    format!(
+        "{} {}",
+        error.code().unwrap_or("?"),
+        error.detail().unwrap_or("")
+    )
+}
+
+#[test]
+fn join_reports_new_members_data_changes_and_the_roster() {
+    let server = RedisServer::start();
+    let mut con = server.connect();
+    let ch = unique_channel("join");
+
+    let first = join(&mut con, &ch, "c1", "alice", r#"{"n":1}"#, &["WITHROSTER"]).unwrap();
+    assert!(first.joined && !first.changed);
+    assert_eq!(first.roster, Some(roster_of(&[("alice", r#"{"n":1}"#)])));
+
+    let second = join(&mut con, &ch, "c2", "bob", "b", &[]).unwrap();
+    assert!(second.joined);
+    assert_eq!(second.rev, first.rev + 1, "one event, one revision");
+    assert_eq!(second.roster, None, "no roster without WITHROSTER");
+
+    // Same id on another connection: one member, nothing new to say.
+    let tab = join(&mut con, &ch, "c3", "alice", r#"{"n":1}"#, &[]).unwrap();
+    assert!(!tab.joined && !tab.changed);
+    assert_eq!(tab.rev, second.rev, "no event, no new revision");
+
+    // Same id, new data: an update, and the newest data wins.
+    let update = join(&mut con, &ch, "c3", "alice", r#"{"n":2}"#, &["withroster"]).unwrap();
+    assert!(!update.joined && update.changed);
+    assert_eq!(update.rev, second.rev + 1);
+    assert_eq!(
+        update.roster,
+        Some(roster_of(&[("alice", r#"{"n":2}"#), ("bob", "b")]))
+    );
+    assert_eq!(count(&mut con, &ch).unwrap(), (update.rev, 2, 3));
+    assert_eq!(
+        roster(&mut con, &ch).unwrap(),
+        (
+            update.rev,
+            roster_of(&[("alice", r#"{"n":2}"#), ("bob", "b")])
+        )
+    );
+}
+
+#[test]
+fn a_member_leaves_with_its_last_connection_and_the_key_goes_with_the_last_member() {
+    let server = RedisServer::start();
+    let mut con = server.connect();
+    let ch = unique_channel("leave");
+    join(&mut con, &ch, "tab1", "ann", "", &[]).unwrap();
+    let joined = join(&mut con, &ch, "tab2", "ann", "", &[]).unwrap();
+
+    let first = leave(&mut con, &ch, "tab1").unwrap();
+    assert!(!first.left);
+    assert_eq!(first.id.as_deref(), Some(&b"ann"[..]));
+    assert_eq!(first.rev, joined.rev);
+
+    let last = leave(&mut con, &ch, "tab2").unwrap();
+    assert!(last.left);
+    assert_eq!(last.rev, joined.rev + 1);
+    let exists: bool = redis::cmd("EXISTS").arg(&ch).query(&mut con).unwrap();
+    assert!(!exists, "an empty channel leaves no key behind");
+
+    let again = leave(&mut con, &ch, "tab2").unwrap();
+    assert_eq!(
+        (again.left, again.id, again.rev),
+        (false, None, 0),
+        "leaving twice is a no-op"
+    );
+    assert_eq!(roster(&mut con, &ch).unwrap(), (0, roster_of(&[])));
+}
+
+#[test]
+fn rev_never_goes_backwards_when_a_channel_empties_and_fills_again() {
+    let server = RedisServer::start();
+    let mut con = server.connect();
+    let ch = unique_channel("rev");
+    let mut last = 0;
+    for round in 0..50 {
+        let joined = join(&mut con, &ch, "c", format!("id{round}"), "", &[]).unwrap();
+        assert!(
+            joined.rev > last,
+            "round {round}: {} after {last}",
+            joined.rev
+        );
+        let left = leave(&mut con, &ch, "c").unwrap();
+        assert!(left.rev > joined.rev);
+        last = left.rev;
+    }
+}
+
+#[test]
+fn a_client_moving_to_another_id_leaves_the_old_one() {
+    let server = RedisServer::start();
+    let mut con = server.connect();
+    let ch = unique_channel("move");
+    join(&mut con, &ch, "c", "old", "", &[]).unwrap();
+    let moved = join(&mut con, &ch, "c", "new", "", &["WITHROSTER"]).unwrap();
+    assert!(moved.joined);
+    assert_eq!(moved.left, vec![b"old".to_vec()]);
+    assert_eq!(moved.roster, Some(roster_of(&[("new", "")])));
+}
+
+#[test]
+fn expired_connections_are_purged_reported_and_the_key_expires_by_itself() {
+    let server = RedisServer::start();
+    let mut con = server.connect();
+    let ch = unique_channel("expiry");
+    join(&mut con, &ch, "short", "brief", "", &["TTL", "30"]).unwrap();
+    join(&mut con, &ch, "long", "stays", "", &["TTL", "60000"]).unwrap();
+
+    // Nothing is purged before the deadline; after it, the next command on the channel reports it.
+    let mut expired = Vec::new();
+    wait_until(
+        "the short connection to expire",
+        Duration::from_secs(5),
+        || {
+            expired = touch(&mut con, &ch, &["long"]).unwrap().expired;
+            !expired.is_empty()
+        },
+    );
+    assert_eq!(expired, vec![b"brief".to_vec()]);
+    assert_eq!(
+        roster(&mut con, &ch).unwrap().1,
+        roster_of(&[("stays", "")])
+    );
+
+    // TOUCH says which clients it does not know, so the caller can join them again.
+    let touched = touch(&mut con, &ch, &["long", "short", "TTL", "40"]).unwrap();
+    assert_eq!(touched.unknown, vec![b"short".to_vec()]);
+
+    // Nobody touches the channel any more: Redis drops the key at its last deadline.
+    let pttl: i64 = redis::cmd("PTTL").arg(&ch).query(&mut con).unwrap();
+    assert!(
+        pttl > 0 && pttl <= 41,
+        "key expiry follows the last deadline (rounded up to the ms), got {pttl}"
+    );
+    wait_until(
+        "the abandoned channel to vanish",
+        Duration::from_secs(5),
+        || {
+            !redis::cmd("EXISTS")
+                .arg(&ch)
+                .query::<bool>(&mut con)
+                .unwrap()
+        },
+    );
+}
+
+#[test]
+fn default_ttl_comes_from_the_module_config() {
+    let server = RedisServer::start_with(ServerOptions {
+        module_args: vec!["default-ttl".into(), "20".into()],
+        ..Default::default()
+    });
+    let mut con = server.connect();
+    let ch = unique_channel("default-ttl");
+    let ttl: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("presence.default-ttl")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(ttl, vec!["presence.default-ttl", "20"]);
+    join(&mut con, &ch, "c", "id", "", &[]).unwrap();
+    let pttl: i64 = redis::cmd("PTTL").arg(&ch).query(&mut con).unwrap();
+    assert!((1..=21).contains(&pttl), "pttl {pttl}");
+}
+
+#[test]
+fn odd_ids_and_data_round_trip_without_collisions() {
+    let server = RedisServer::start();
+    let mut con = server.connect();
+    let ch = unique_channel("odd");
+    let cases: Vec<(Vec<u8>, Vec<u8>)> = vec![
+        (b"a:b".to_vec(), b"line1\r\nline2".to_vec()),
+        (b"a".to_vec(), b":b".to_vec()),
+        (b"{a}".to_vec(), b"\0\xff\xfe".to_vec()),
+        (b"a b".to_vec(), "\u{1F600} caf\u{e9}".as_bytes().to_vec()),
+        (
+            "\u{1F600}".as_bytes().to_vec(),
+            br#"{"nested":{"list":[1,"two",null]}}"#.to_vec(),
+        ),
+        (b"".to_vec(), b"".to_vec()),
+    ];
+    for (n, (id, data)) in cases.iter().enumerate() {
+        let joined = join(&mut con, &ch, format!("client{n}"), id, data, &[]).unwrap();
+        assert!(joined.joined, "case {n} must be a new member");
+    }
+    let (_, members) = roster(&mut con, &ch).unwrap();
+    assert_eq!(members, cases.iter().cloned().collect());
+    // RESP3 returns the same bytes.
+    let mut con3 = server.connect_resp3();
+    assert_eq!(roster(&mut con3, &ch).unwrap().1, members);
+}
+
+#[test]
+fn resp3_replies_are_maps_with_booleans() {
+    let server = RedisServer::start();
+    let mut con = server.connect_resp3();
+    let ch = unique_channel("resp3");
+    let value: redis::Value = redis::cmd("PRESENCE.JOIN")
+        .arg(&ch)
+        .arg("c")
+        .arg("id")
+        .arg("d")
+        .query(&mut con)
+        .unwrap();
+    let redis::Value::Map(pairs) = value else {
+        panic!("RESP3 reply must be a map: {value:?}")
+    };
+    assert!(pairs.iter().any(
+        |(k, v)| matches!(k, redis::Value::BulkString(b) if b == b"joined")
+            && *v == redis::Value::Boolean(true)
+    ));
+}
+
+#[test]
+fn argument_errors_are_clear_and_change_nothing() {
+    let server = RedisServer::start_with(ServerOptions {
+        module_args: vec![
+            "max-data-bytes".into(),
+            "10".into(),
+            "max-members".into(),
+            "2".into(),
+        ],
+        ..Default::default()
+    });
+    let mut con = server.connect();
+    let ch = unique_channel("errors");
+    join(&mut con, &ch, "c1", "a", "", &[]).unwrap();
+    let before = roster(&mut con, &ch).unwrap();
+
+    let q = |con: &mut redis::Connection, args: &[&str]| -> String {
+        error_of(
+            redis::cmd(args[0])
+                .arg(&args[1..])
+                .query::<redis::Value>(con),
+        )
+    };
+    assert!(q(&mut con, &["PRESENCE.JOIN", &ch, "c2", "b"]).contains("wrong number of arguments"));
+    assert!(q(&mut con, &["PRESENCE.LEAVE", &ch]).contains("wrong number of arguments"));
+    assert!(q(&mut con, &["PRESENCE.TOUCH", &ch]).contains("wrong number of arguments"));
+    assert!(q(&mut con, &["PRESENCE.ROSTER"]).contains("wrong number of arguments"));
+    assert!(q(&mut con, &["PRESENCE.COUNT", &ch, "x"]).contains("wrong number of arguments"));
+    assert!(
+        q(&mut con, &["PRESENCE.JOIN", &ch, "c2", "b", "", "TTL", "0"])
+            .starts_with("ERR TTL must be")
+    );
+    assert!(q(
+        &mut con,
+        &["PRESENCE.JOIN", &ch, "c2", "b", "", "TTL", "soon"]
+    )
+    .starts_with("ERR TTL must be"));
+    assert!(q(&mut con, &["PRESENCE.TOUCH", &ch, "c1", "TTL", "-1"]).starts_with("ERR TTL must be"));
+    assert_eq!(
+        q(&mut con, &["PRESENCE.JOIN", &ch, "c2", "b", "", "NX"]),
+        "SYNTAX unknown option 'NX'"
+    );
+    assert_eq!(
+        q(&mut con, &["PRESENCE.JOIN", &ch, "c2", "b", "12345678901"]),
+        "LIMIT data is 11 bytes, over presence.max-data-bytes (10)"
+    );
+    join(&mut con, &ch, "c2", "b", "", &[]).unwrap();
+    assert!(q(&mut con, &["PRESENCE.JOIN", &ch, "c3", "c", ""])
+        .starts_with("LIMIT the channel has 2 members"));
+    // A full channel still accepts another connection of an existing member.
+    join(&mut con, &ch, "c3", "a", "", &[]).unwrap();
+    assert!(q(&mut con, &["PRESENCE.APPLY", &ch, "1", "L", "c1"]).starts_with("DENIED"));
+
+    redis::cmd("SET")
+        .arg("plain")
+        .arg("v")
+        .query::<()>(&mut con)
+        .unwrap();
+    for command in [
+        "PRESENCE.JOIN plain c i d",
+        "PRESENCE.LEAVE plain c",
+        "PRESENCE.TOUCH plain c",
+        "PRESENCE.ROSTER plain",
+        "PRESENCE.COUNT plain",
+    ] {
+        let args: Vec<&str> = command.split(' ').collect();
+        assert!(q(&mut con, &args).starts_with("WRONGTYPE"), "{command}");
+    }
+    let value: String = redis::cmd("GET").arg("plain").query(&mut con).unwrap();
+    assert_eq!(value, "v", "a wrong-type key is left alone");
+
+    let (rev, members) = roster(&mut con, &ch).unwrap();
+    assert_eq!(members, roster_of(&[("a", ""), ("b", "")]));
+    assert_eq!(
+        rev,
+        before.0 + 1,
+        "only the successful join of b changed the roster"
+    );
+
+    let info: String = redis::cmd("INFO").arg("presence").query(&mut con).unwrap();
+    let errors: u64 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("presence_errors:"))
+        .expect("presence_errors in INFO")
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(errors >= 14, "errors counted in INFO presence: {info}");
+    assert!(info.contains("presence_panics:0"));
+}
+
+#[test]
+fn configs_can_be_changed_at_runtime() {
+    let server = RedisServer::start();
+    let mut con = server.connect();
+    let ch = unique_channel("config");
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("presence.max-data-bytes")
+        .arg("3")
+        .query::<()>(&mut con)
+        .unwrap();
+    assert!(join(&mut con, &ch, "c", "i", "four", &[]).is_err());
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("presence.max-data-bytes")
+        .arg("4")
+        .query::<()>(&mut con)
+        .unwrap();
+    assert!(join(&mut con, &ch, "c", "i", "four", &[]).unwrap().joined);
+}
+
+#[test]
+fn info_counts_joins_leaves_and_expiries() {
+    let server = RedisServer::start();
+    let mut con = server.connect();
+    let ch = unique_channel("info");
+    join(&mut con, &ch, "c1", "a", "", &[]).unwrap();
+    join(&mut con, &ch, "c2", "b", "", &["TTL", "1"]).unwrap();
+    join(&mut con, &ch, "c1", "a", "new", &[]).unwrap();
+    leave(&mut con, &ch, "c1").unwrap();
+    wait_until("b to expire", Duration::from_secs(5), || {
+        // Touch some other client: any command on the channel purges, and touching c2 would keep it alive.
+        touch(&mut con, &ch, &["nobody"]).unwrap();
+        count(&mut con, &ch).unwrap().1 == 0
+    });
+    let info: String = redis::cmd("INFO").arg("presence").query(&mut con).unwrap();
+    for line in [
+        "presence_joins:2",
+        "presence_updates:1",
+        "presence_leaves:1",
+        "presence_expiries:1",
+    ] {
+        assert!(info.contains(line), "{line} in {info}");
+    }
+}
+
+#[test]
+fn dump_restore_and_copy_carry_the_whole_roster() {
+    let server = RedisServer::start();
+    let mut con = server.connect();
+    let ch = unique_channel("dump");
+    join(&mut con, &ch, "c1", "a", "x\r\ny", &[]).unwrap();
+    join(&mut con, &ch, "c2", "a", "x\r\ny", &[]).unwrap();
+    join(&mut con, &ch, "c3", "b", "", &[]).unwrap();
+    let original = roster(&mut con, &ch).unwrap();
+
+    let payload: Vec<u8> = redis::cmd("DUMP").arg(&ch).query(&mut con).unwrap();
+    let restored = format!("{ch}/restored");
+    redis::cmd("RESTORE")
+        .arg(&restored)
+        .arg(0)
+        .arg(payload)
+        .query::<()>(&mut con)
+        .unwrap();
+    assert_eq!(roster(&mut con, &restored).unwrap(), original);
+    assert_eq!(count(&mut con, &restored).unwrap(), (original.0, 2, 3));
+
+    let copied = format!("{ch}/copied");
+    let done: bool = redis::cmd("COPY")
+        .arg(&ch)
+        .arg(&copied)
+        .query(&mut con)
+        .unwrap();
+    assert!(done);
+    leave(&mut con, &ch, "c3").unwrap();
+    assert_eq!(
+        roster(&mut con, &copied).unwrap(),
+        original,
+        "a copy is independent of its source"
+    );
+}
