@@ -1,0 +1,114 @@
+//! End-to-end tests with the real Faye 1.4.3 Node client (`tests/js`, run `npm ci --prefix tests/js`).
+
+mod common;
+
+use bayeux::{DisconnectReason, Event, UnsubscribeReason};
+use common::{read_line_with, run_node, spawn_node, start, unique_prefix};
+use serde_json::json;
+use std::time::Duration;
+
+/// Runs `faye_client.js` with A and B on the given transports and checks what the server saw.
+async fn two_clients(transport_a: &str, transport_b: &str) {
+    let t = start(Duration::from_secs(2)).await;
+    let prefix = unique_prefix("faye");
+    let r = run_node(
+        "faye_client.js",
+        &[&t.url, transport_a, transport_b, &prefix],
+    )
+    .await;
+    assert_eq!(
+        r["aTypes"],
+        json!([transport_a]),
+        "A's connection types: {r}"
+    );
+    assert_eq!(
+        r["bTypes"],
+        json!([transport_b]),
+        "B's connection types: {r}"
+    );
+    let a = r["a"].as_str().unwrap().to_owned();
+    let b = r["b"].as_str().unwrap().to_owned();
+    let ext = &t.ext;
+    ext.wait_for("both disconnects", |evs| {
+        [&a, &b].iter().all(|id| {
+            evs.contains(&Event::Disconnect {
+                client_id: (*id).clone(),
+                reason: DisconnectReason::Explicit,
+            })
+        })
+    })
+    .await;
+    let events = ext.events();
+    for ch in ["exact", "wild/*", "deep/**"] {
+        let channel = format!("{prefix}/{ch}");
+        let client_id = a.clone();
+        assert!(
+            events.contains(&Event::Subscribe { client_id, channel }),
+            "{ch}"
+        );
+    }
+    assert!(events.contains(&Event::Unsubscribe {
+        client_id: a.clone(),
+        channel: format!("{prefix}/exact"),
+        reason: UnsubscribeReason::Explicit,
+    }));
+    assert!(
+        !events.iter().any(
+            |e| matches!(e, Event::Subscribe { channel, .. } if channel.starts_with("/rejected"))
+        ),
+        "a rejected subscription must not be reported"
+    );
+    assert!(!t.server.engine().client_exists(&a).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faye_over_long_polling() {
+    two_clients("long-polling", "long-polling").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faye_over_websocket() {
+    two_clients("websocket", "websocket").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faye_across_transports() {
+    two_clients("websocket", "long-polling").await;
+}
+
+/// A client that stops polling (its process is killed) is removed and reported as timed out.
+async fn idle_client_is_removed(transport: &str) {
+    let t = start(Duration::from_secs(1)).await;
+    let channel = unique_prefix("idle");
+    let mut child = spawn_node("faye_idle.js", &[&t.url, transport, &channel]);
+    let id = read_line_with(&mut child, "READY ").await;
+    assert!(t.server.engine().client_exists(&id).await.unwrap());
+    child.kill().await.unwrap();
+    let expected = [
+        Event::Unsubscribe {
+            client_id: id.clone(),
+            channel: channel.clone(),
+            reason: UnsubscribeReason::Timeout,
+        },
+        Event::Disconnect {
+            client_id: id.clone(),
+            reason: DisconnectReason::Timeout,
+        },
+    ];
+    t.ext
+        .wait_for("timeout events", |evs| {
+            evs.ends_with(&expected) || evs.windows(2).any(|w| w == expected)
+        })
+        .await;
+    assert!(!t.server.engine().client_exists(&id).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_long_polling_client_is_removed() {
+    idle_client_is_removed("long-polling").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_websocket_client_is_removed() {
+    idle_client_is_removed("websocket").await;
+}
