@@ -9,13 +9,16 @@ use presence_roster::roster::Bytes;
 use presence_roster::{snapshot, Event, EventKind, Journal, Op, Roster};
 use proptest::prelude::*;
 
+/// An event as plain values: `(rev, kind, id, data)`.
+type PlainEvent = (u64, EventKind, Vec<u8>, Option<Vec<u8>>);
+
 /// Connections as a plain map; members and their data derived from it.
 #[derive(Default)]
 struct Model {
     rev: u64,
     connections: BTreeMap<Vec<u8>, (Vec<u8>, u64)>,
     data: BTreeMap<Vec<u8>, Vec<u8>>,
-    events: Vec<(u64, EventKind, Vec<u8>, Option<Vec<u8>>)>,
+    events: Vec<PlainEvent>,
 }
 
 impl Model {

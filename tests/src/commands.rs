@@ -6,6 +6,9 @@ use redis::{ConnectionLike, RedisResult, Value};
 
 use crate::reply::{boolean, bytes, fields, int, list, members};
 
+/// A roster as `{id: data}`.
+pub type Members = BTreeMap<Vec<u8>, Vec<u8>>;
+
 /// A `PRESENCE.JOIN` reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Joined {
@@ -111,10 +114,7 @@ pub fn touch(con: &mut impl ConnectionLike, channel: &str, args: &[&str]) -> Red
 }
 
 /// `PRESENCE.ROSTER channel` as `(rev, {id: data})`.
-pub fn roster(
-    con: &mut impl ConnectionLike,
-    channel: &str,
-) -> RedisResult<(u64, BTreeMap<Vec<u8>, Vec<u8>>)> {
+pub fn roster(con: &mut impl ConnectionLike, channel: &str) -> RedisResult<(u64, Members)> {
     let value: Value = redis::cmd("PRESENCE.ROSTER").arg(channel).query(con)?;
     let mut f = fields(value);
     Ok((

@@ -30,33 +30,46 @@ impl Listener {
         Listener { con }
     }
 
-    /// The events of the next message (waits up to the read timeout).
-    pub fn next(&mut self) -> Vec<Event> {
+    /// The payload of the next message (waits up to the read timeout).
+    pub fn next_raw(&mut self) -> Vec<u8> {
         let value = self.con.recv_response().expect("a roster message");
         let items = match value {
             Value::Array(items) | Value::Push { data: items, .. } => items,
             other => panic!("unexpected pub/sub frame {other:?}"),
         };
         assert_eq!(crate::reply::bytes(&items[0]), b"smessage", "{items:?}");
-        wire::decode(&crate::reply::bytes(&items[2])).expect("a well-formed roster message")
+        crate::reply::bytes(&items[2])
+    }
+
+    /// The events of the next message.
+    pub fn next_events(&mut self) -> Vec<Event> {
+        wire::decode(&self.next_raw()).expect("a well-formed roster message")
     }
 
     /// Events until `count` have arrived.
     pub fn take(&mut self, count: usize) -> Vec<Event> {
         let mut events = Vec::new();
         while events.len() < count {
-            events.extend(self.next());
+            events.extend(self.next_events());
         }
         events
     }
 
-    /// Whether a message arrives within `wait` (used to check that nothing was published).
-    pub fn has_message_within(&mut self, wait: Duration) -> bool {
-        self.con.set_read_timeout(Some(wait)).expect("timeout");
-        let got = self.con.recv_response().is_ok();
-        self.con
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        got
+    /// Asserts that nothing was published on `channel` since the last message read: publishes a marker
+    /// through `con` and checks that it is the very next message. No waiting for a silence that might
+    /// just be slow.
+    pub fn assert_nothing_published(&mut self, con: &mut redis::Connection, channel: &str) {
+        let marker = b"-- marker --".to_vec();
+        redis::cmd("SPUBLISH")
+            .arg(channel)
+            .arg(&marker)
+            .query::<i64>(con)
+            .expect("SPUBLISH");
+        let next = self.next_raw();
+        assert_eq!(
+            String::from_utf8_lossy(&next),
+            String::from_utf8_lossy(&marker),
+            "something was published before the marker"
+        );
     }
 }
