@@ -112,3 +112,39 @@ async fn idle_long_polling_client_is_removed() {
 async fn idle_websocket_client_is_removed() {
     idle_client_is_removed("websocket").await;
 }
+
+/// The Faye browser bundle in Chromium, on a page from another origin, in each browser transport; a
+/// Faye Node client on long-polling exchanges messages with it.
+async fn browser(mode: &str) {
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "the browser test needs Debian's Chromium: apt-get install -y chromium"
+    );
+    let t = start(Duration::from_secs(2)).await;
+    let prefix = unique_prefix("browser");
+    let r = run_node("browser.js", &[&t.url, mode, &prefix]).await;
+    assert_eq!(r["types"], json!([mode]), "{r}");
+    let id = r["id"].as_str().unwrap().to_owned();
+    let gone = Event::Disconnect {
+        client_id: id,
+        reason: DisconnectReason::Explicit,
+    };
+    t.ext
+        .wait_for("browser disconnect", |evs| evs.contains(&gone))
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faye_browser_over_websocket() {
+    browser("websocket").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faye_browser_over_cross_origin_long_polling() {
+    browser("cross-origin-long-polling").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faye_browser_over_callback_polling() {
+    browser("callback-polling").await;
+}
