@@ -19,4 +19,4 @@ redis-server with the presence module on 127.0.0.1:$port (data in $dir). Try, in
   redis-cli -p $port SSUBSCRIBE /presence/room      # watch changes as they happen
   redis-cli -p $port PRESENCE.LEAVE /presence/room client-1
 INFO
-exec redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save "" --loadmodule "$dir/libpresence.so" "$@"
+redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" --save "" --loadmodule "$dir/libpresence.so" "$@"
