@@ -24,6 +24,8 @@
 //! - [`transport`]: thin axum adapters: long-polling, cross-origin long-polling (CORS), callback-polling
 //!   (JSONP) and WebSocket, all on one mount path, built by [`router`].
 
+#![warn(missing_docs)]
+
 pub mod channel;
 pub mod config;
 pub mod engine;

@@ -5,8 +5,58 @@ use crate::extension::{DisconnectReason, Event, UnsubscribeReason};
 use crate::server::{reply_to, strip, Done};
 use crate::{channel, Error, Message, Server};
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::Notify;
 use tokio::time::Instant;
+
+/// The connects this process holds, per client id: (generation, release signal).
+#[derive(Default)]
+pub(crate) struct HeldConnects {
+    next: AtomicU64,
+    slots: Mutex<HashMap<String, (u64, Arc<Notify>)>>,
+}
+
+/// Frees a client's hold slot when its connect ends, however it ends (answered or cancelled because the
+/// HTTP request or socket went away), unless a newer connect has taken the slot meanwhile.
+struct HoldGuard<'a> {
+    held: &'a HeldConnects,
+    client_id: String,
+    generation: u64,
+}
+
+impl HeldConnects {
+    /// Takes the client's slot, releasing the connect that held it before.
+    fn take(&self, client_id: &str) -> (HoldGuard<'_>, Arc<Notify>) {
+        let generation = self.next.fetch_add(1, Ordering::Relaxed);
+        let release = Arc::new(Notify::new());
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, older)) = slots.insert(client_id.to_owned(), (generation, release.clone()))
+        {
+            older.notify_one();
+        }
+        let guard = HoldGuard {
+            held: self,
+            client_id: client_id.to_owned(),
+            generation,
+        };
+        (guard, release)
+    }
+}
+
+impl Drop for HoldGuard<'_> {
+    fn drop(&mut self) {
+        let mut slots = self.held.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if slots
+            .get(&self.client_id)
+            .is_some_and(|(g, _)| *g == self.generation)
+        {
+            slots.remove(&self.client_id);
+        }
+    }
+}
 
 impl Server {
     /// Routes an (incoming-hooked, error-free) request to its handler.
@@ -96,16 +146,17 @@ impl Server {
             .queue_signal(&client_id)
             .await?
             .ok_or_else(|| Error::ClientUnknown(client_id.clone()))?;
+        let (_guard, released) = self.inner.held.take(&client_id);
         let deliveries = loop {
             let queued = engine.take_queue(&client_id).await?;
             if !queued.is_empty() {
                 break queued;
             }
-            if tokio::time::timeout_at(deadline, signal.notified())
-                .await
-                .is_err()
-            {
-                break engine.take_queue(&client_id).await?;
+            tokio::select! {
+                _ = signal.notified() => {}
+                // A newer connect from this client holds now; leave the queue to it.
+                _ = released.notified() => break Vec::new(),
+                _ = tokio::time::sleep_until(deadline) => break engine.take_queue(&client_id).await?,
             }
             if !engine.client_exists(&client_id).await? {
                 // Disconnected or timed out while we held its connect.

@@ -23,6 +23,10 @@ pub(crate) struct Inner {
     pub(crate) engine: Arc<dyn Engine>,
     pub(crate) pipeline: Pipeline,
     events: broadcast::Sender<Event>,
+    /// Connects held by this process, per client: a new connect from the same client releases the
+    /// older one, so a stale request (its client gone or moved to another transport) never takes
+    /// messages meant for the live one.
+    pub(crate) held: crate::meta::HeldConnects,
 }
 
 /// Builds a [`Server`]: `Server::builder().config(c).extension(e).build()`.
@@ -62,6 +66,7 @@ impl ServerBuilder {
                 engine: self.engine.unwrap_or_else(|| Arc::new(MemoryEngine::new())),
                 pipeline: Pipeline::new(self.extensions),
                 events,
+                held: Default::default(),
             }),
         })
     }
