@@ -82,12 +82,15 @@ impl Journal {
         self.ids(kind).any(|i| i == id)
     }
 
-    /// The arguments of `PRESENCE.APPLY` after the channel: `rev_before`, then the ops.
-    pub fn apply_args(&self) -> Vec<Vec<u8>> {
-        let mut args = vec![self.rev_before.to_string().into_bytes()];
+    /// The ops in their `PRESENCE.APPLY` encoding.
+    pub fn encoded_ops(&self) -> Vec<u8> {
+        Op::encode_all(&self.ops)
+    }
+
+    /// The ops in their `PRESENCE.APPLY` encoding, appended to `out`.
+    pub fn encode_ops_into(&self, out: &mut Vec<u8>) {
         for op in &self.ops {
-            op.encode_args(&mut args);
+            op.encode(out);
         }
-        args
     }
 }

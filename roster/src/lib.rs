@@ -20,6 +20,7 @@
 //! that carry every value explicitly, and replicas apply exactly those. Applying the same ops to the same
 //! state gives the same state and the same events with the same revisions, on every node.
 
+mod codec;
 mod error;
 pub mod journal;
 pub mod op;
@@ -27,6 +28,7 @@ pub mod roster;
 pub mod snapshot;
 pub mod wire;
 
+pub use codec::parse_u64;
 pub use error::DecodeError;
 pub use journal::Journal;
 pub use op::Op;

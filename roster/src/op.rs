@@ -1,18 +1,23 @@
-//! [`Op`]: one effect on a roster, with every value explicit, and its encoding as command arguments.
+//! [`Op`]: one effect on a roster, with every value explicit, and its encoding for `PRESENCE.APPLY`.
 //!
-//! `PRESENCE.APPLY <channel> <rev-before> <op>...` carries a command's ops to replicas and the AOF.
-//! Each op is a letter followed by its fields, one argument each (arguments are binary-safe):
-//! - `J <client> <id> <data> <deadline>`: bind `client` to member `id` with `data` (join or refresh),
-//! - `L <client>`: the client left,
-//! - `X <client>`: the client's deadline passed,
-//! - `T <client> <deadline>`: a new deadline for a known client.
+//! `PRESENCE.APPLY <channel> <rev-before> <ops>` carries a command's ops to replicas and the AOF, all ops
+//! in one argument (so replicating a command costs three strings, however many ops it applied), one line
+//! per op, with the codec of [`crate::codec`]:
 //!
-//! Deadlines are microseconds since the Unix epoch, in decimal.
+//! ```text
+//! J <len>:<client> <len>:<id> <len>:<data> <deadline>\n    bind client to id with data (join, refresh)
+//! L <len>:<client>\n                                       the client left
+//! X <len>:<client>\n                                       the client's deadline passed
+//! T <len>:<client> <deadline>\n                            a new deadline for a known client
+//! ```
+//!
+//! Deadlines are microseconds since the Unix epoch.
 
+use crate::codec::{expect, put_field, put_number, take_field, take_number, take_until};
 use crate::error::DecodeError;
 use crate::roster::Bytes;
 
-/// One effect on a roster. See the module docs for the argument form.
+/// One effect on a roster. See the module docs for its encoding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     /// Bind `client` to member `id` with `data` and `deadline`: a new connection, a refresh, a data change,
@@ -47,8 +52,8 @@ pub enum Op {
 }
 
 impl Op {
-    /// Appends this op's arguments to `args`.
-    pub fn encode_args(&self, args: &mut Vec<Vec<u8>>) {
+    /// Appends this op's line to `out`.
+    pub fn encode(&self, out: &mut Vec<u8>) {
         match self {
             Op::Join {
                 client,
@@ -56,68 +61,88 @@ impl Op {
                 data,
                 deadline,
             } => {
-                args.push(b"J".to_vec());
-                args.push(client.to_vec());
-                args.push(id.to_vec());
-                args.push(data.to_vec());
-                args.push(deadline.to_string().into_bytes());
+                out.extend_from_slice(b"J ");
+                put_field(out, client);
+                out.push(b' ');
+                put_field(out, id);
+                out.push(b' ');
+                put_field(out, data);
+                out.push(b' ');
+                put_number(out, *deadline);
             }
-            Op::Leave { client } => {
-                args.push(b"L".to_vec());
-                args.push(client.to_vec());
-            }
-            Op::Expire { client } => {
-                args.push(b"X".to_vec());
-                args.push(client.to_vec());
+            Op::Leave { client } | Op::Expire { client } => {
+                out.extend_from_slice(if matches!(self, Op::Leave { .. }) {
+                    b"L "
+                } else {
+                    b"X "
+                });
+                put_field(out, client);
             }
             Op::Touch { client, deadline } => {
-                args.push(b"T".to_vec());
-                args.push(client.to_vec());
-                args.push(deadline.to_string().into_bytes());
+                out.extend_from_slice(b"T ");
+                put_field(out, client);
+                out.push(b' ');
+                put_number(out, *deadline);
             }
+        }
+        out.push(b'\n');
+    }
+
+    /// Encodes a list of ops.
+    pub fn encode_all(ops: &[Op]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(ops.iter().map(Op::encoded_size_hint).sum());
+        for op in ops {
+            op.encode(&mut out);
+        }
+        out
+    }
+
+    fn encoded_size_hint(&self) -> usize {
+        match self {
+            Op::Join {
+                client, id, data, ..
+            } => 48 + client.len() + id.len() + data.len(),
+            Op::Leave { client } | Op::Expire { client } => 12 + client.len(),
+            Op::Touch { client, .. } => 36 + client.len(),
         }
     }
 
-    /// Reads a whole list of ops from arguments, as written by [`Op::encode_args`].
-    pub fn decode_args(args: &[&[u8]]) -> Result<Vec<Op>, DecodeError> {
+    /// Decodes a list of ops written by [`Op::encode_all`].
+    pub fn decode_all(mut input: &[u8]) -> Result<Vec<Op>, DecodeError> {
         let mut ops = Vec::new();
-        let mut rest = args;
-        while let Some((kind, tail)) = rest.split_first() {
-            let (op, used) = match *kind {
-                b"J" => match tail {
-                    [client, id, data, deadline, ..] => (
-                        Op::Join {
-                            client: Bytes::from(*client),
-                            id: Bytes::from(*id),
-                            data: Bytes::from(*data),
-                            deadline: parse_u64(deadline)?,
-                        },
-                        4,
-                    ),
-                    _ => return Err(DecodeError::Truncated),
-                },
-                b"L" | b"X" => match tail {
-                    [client, ..] => {
-                        let client = Bytes::from(*client);
-                        let op = if *kind == b"L" {
-                            Op::Leave { client }
-                        } else {
-                            Op::Expire { client }
-                        };
-                        (op, 1)
+        while !input.is_empty() {
+            let kind = take_until(&mut input, b' ')?;
+            let op = match kind {
+                b"J" => {
+                    let client = take_field(&mut input)?;
+                    expect(&mut input, b' ')?;
+                    let id = take_field(&mut input)?;
+                    expect(&mut input, b' ')?;
+                    let data = take_field(&mut input)?;
+                    expect(&mut input, b' ')?;
+                    let deadline = take_number(&mut input, b'\n')?;
+                    Op::Join {
+                        client,
+                        id,
+                        data,
+                        deadline,
                     }
-                    _ => return Err(DecodeError::Truncated),
-                },
-                b"T" => match tail {
-                    [client, deadline, ..] => (
-                        Op::Touch {
-                            client: Bytes::from(*client),
-                            deadline: parse_u64(deadline)?,
-                        },
-                        2,
-                    ),
-                    _ => return Err(DecodeError::Truncated),
-                },
+                }
+                b"L" | b"X" => {
+                    let client = take_field(&mut input)?;
+                    expect(&mut input, b'\n')?;
+                    if kind == b"L" {
+                        Op::Leave { client }
+                    } else {
+                        Op::Expire { client }
+                    }
+                }
+                b"T" => {
+                    let client = take_field(&mut input)?;
+                    expect(&mut input, b' ')?;
+                    let deadline = take_number(&mut input, b'\n')?;
+                    Op::Touch { client, deadline }
+                }
                 other => {
                     return Err(DecodeError::UnknownKind(
                         String::from_utf8_lossy(other).into_owned(),
@@ -125,21 +150,9 @@ impl Op {
                 }
             };
             ops.push(op);
-            rest = &tail[used..];
         }
         Ok(ops)
     }
-}
-
-/// Parses a plain decimal `u64`: digits only, no sign, no spaces, no overflow.
-pub fn parse_u64(bytes: &[u8]) -> Result<u64, DecodeError> {
-    if bytes.is_empty() || bytes.len() > 20 || !bytes.iter().all(u8::is_ascii_digit) {
-        return Err(DecodeError::BadNumber);
-    }
-    std::str::from_utf8(bytes)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or(DecodeError::BadNumber)
 }
 
 #[cfg(test)]
@@ -151,7 +164,7 @@ mod tests {
     }
 
     #[test]
-    fn ops_round_trip_through_arguments() {
+    fn ops_read_as_documented_and_round_trip() {
         let ops = vec![
             Op::Join {
                 client: b("c1"),
@@ -166,45 +179,28 @@ mod tests {
                 deadline: u64::MAX,
             },
         ];
-        let mut args = Vec::new();
-        for op in &ops {
-            op.encode_args(&mut args);
-        }
-        let slices: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-        assert_eq!(Op::decode_args(&slices).unwrap(), ops);
+        let encoded = Op::encode_all(&ops);
+        assert_eq!(
+            encoded,
+            b"J 2:c1 7:a b:{c} 4:\r\n\0\xff 17\nL 2:c2\nX 0:\nT 2:c1 18446744073709551615\n"
+                .to_vec()
+        );
+        assert_eq!(Op::decode_all(&encoded).unwrap(), ops);
     }
 
     #[test]
-    fn truncated_and_unknown_ops_are_errors() {
+    fn broken_ops_are_errors() {
+        assert_eq!(Op::decode_all(b"J 1:c 2:id"), Err(DecodeError::Truncated));
         assert_eq!(
-            Op::decode_args(&[b"J", b"c", b"id"]),
-            Err(DecodeError::Truncated)
+            Op::decode_all(b"T 1:c\n"),
+            Err(DecodeError::Malformed("unexpected byte"))
         );
-        assert_eq!(Op::decode_args(&[b"T", b"c"]), Err(DecodeError::Truncated));
         assert_eq!(
-            Op::decode_args(&[b"Q"]),
+            Op::decode_all(b"Q 1:c\n"),
             Err(DecodeError::UnknownKind("Q".into()))
         );
-        assert_eq!(
-            Op::decode_args(&[b"T", b"c", b"-1"]),
-            Err(DecodeError::BadNumber)
-        );
-        assert_eq!(Op::decode_args(&[]), Ok(vec![]));
-    }
-
-    #[test]
-    fn numbers_are_strict() {
-        assert_eq!(parse_u64(b"0"), Ok(0));
-        assert_eq!(parse_u64(b"18446744073709551615"), Ok(u64::MAX));
-        for bad in [
-            &b""[..],
-            b"+1",
-            b" 1",
-            b"1.0",
-            b"18446744073709551616",
-            b"99999999999999999999999",
-        ] {
-            assert_eq!(parse_u64(bad), Err(DecodeError::BadNumber), "{bad:?}");
-        }
+        assert_eq!(Op::decode_all(b"T 1:c -1\n"), Err(DecodeError::BadNumber));
+        assert_eq!(Op::decode_all(b"L 1:c"), Err(DecodeError::Truncated));
+        assert_eq!(Op::decode_all(b""), Ok(vec![]));
     }
 }

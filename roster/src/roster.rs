@@ -1,7 +1,10 @@
 //! [`Roster`]: who is on one channel, and the only code that changes it.
 
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
+
+use foldhash::fast::RandomState;
 
 use crate::op::Op;
 
@@ -69,14 +72,33 @@ struct Connection {
 /// A member is an id with data; it is present while at least one connection (a Bayeux client id) is bound
 /// to it. Every connection has a deadline (microseconds since the Unix epoch); the roster never reads the
 /// clock itself, callers pass time in. `rev` counts events: each event gets `rev + 1`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Roster {
     rev: u64,
-    members: HashMap<Bytes, Member>,
-    connections: HashMap<Bytes, Connection>,
-    /// `(deadline, client)`, so expired connections are found in O(k log n) without a scan.
-    deadlines: BTreeSet<(u64, Bytes)>,
+    // foldhash: several times faster than SipHash on short keys, and still seeded per process, so ids
+    // chosen by clients cannot be aimed at one bucket.
+    members: HashMap<Bytes, Member, RandomState>,
+    connections: HashMap<Bytes, Connection, RandomState>,
+    /// A min-heap of `(deadline, client)`: who expires next. Entries go stale when a client's deadline
+    /// moves or it leaves; they are skipped when they reach the top, and the heap is rebuilt when stale
+    /// entries outnumber live ones. That keeps a join, touch or leave at O(log n), with no removal from
+    /// the middle of a tree.
+    earliest: BinaryHeap<Reverse<(u64, Bytes)>>,
+    /// The same as a max-heap: the latest deadline, when the key itself expires.
+    latest: BinaryHeap<(u64, Bytes)>,
 }
+
+/// Rosters are equal when they hold the same members, connections, deadlines and revision; how many stale
+/// entries the deadline heaps carry is not part of the state.
+impl PartialEq for Roster {
+    fn eq(&self, other: &Self) -> bool {
+        self.rev == other.rev
+            && self.members == other.members
+            && self.connections == other.connections
+    }
+}
+
+impl Eq for Roster {}
 
 impl Roster {
     /// An empty roster whose next event will get `rev + 1`.
@@ -128,29 +150,91 @@ impl Roster {
         self.connections.get(client).map(|c| &c.id)
     }
 
+    /// `client` as shared bytes: the stored copy when the client is connected, a new one otherwise. Ops
+    /// built from these allocate only for bytes the roster does not hold yet.
+    pub fn share_client(&self, client: &[u8]) -> Bytes {
+        self.connections
+            .get_key_value(client)
+            .map_or_else(|| Bytes::from(client), |(stored, _)| stored.clone())
+    }
+
+    /// `id` and `data` as shared bytes, reusing the stored copies where they are equal.
+    pub fn share_member(&self, id: &[u8], data: &[u8]) -> (Bytes, Bytes) {
+        match self.members.get_key_value(id) {
+            Some((stored, member)) if member.data[..] == *data => {
+                (stored.clone(), member.data.clone())
+            }
+            Some((stored, _)) => (stored.clone(), Bytes::from(data)),
+            None => (Bytes::from(id), Bytes::from(data)),
+        }
+    }
+
     /// Members as `(id, data)`, in no particular order.
     pub fn members(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> {
         self.members.iter().map(|(id, m)| (id, &m.data))
     }
 
-    /// Connections as `(client, id, deadline)`, in deadline order.
+    /// Connections as `(client, id, deadline)`, in no particular order.
     pub fn connections(&self) -> impl Iterator<Item = (&Bytes, &Bytes, u64)> {
-        self.deadlines
+        self.connections
             .iter()
-            .map(|(deadline, client)| (client, &self.connections[client].id, *deadline))
+            .map(|(client, c)| (client, &c.id, c.deadline))
     }
 
     /// The latest deadline of any connection: when the whole channel is abandoned if nobody touches it.
+    /// `None` when nobody is on the channel.
     pub fn latest_deadline(&self) -> Option<u64> {
-        self.deadlines.last().map(|(deadline, _)| *deadline)
+        // tidy_deadlines() keeps a live entry on top after every op.
+        self.latest.peek().map(|(deadline, _)| *deadline)
     }
 
-    /// Clients whose deadline is at or before `now`, earliest first.
-    pub fn expired_clients(&self, now: u64) -> Vec<Bytes> {
-        self.deadlines
-            .range(..(now.saturating_add(1), Bytes::from(&[][..])))
-            .map(|(_, client)| client.clone())
-            .collect()
+    /// Clients whose deadline is at or before `now`, earliest first (ties by client bytes), so every node
+    /// that purges the same state purges in the same order.
+    pub fn expired_clients(&mut self, now: u64) -> Vec<Bytes> {
+        let mut expired = Vec::new();
+        while let Some(Reverse((deadline, client))) = self.earliest.peek() {
+            if *deadline > now {
+                break;
+            }
+            if self.is_live_entry(*deadline, client) {
+                expired.push(client.clone());
+            }
+            self.earliest.pop();
+        }
+        expired
+    }
+
+    fn is_live_entry(&self, deadline: u64, client: &[u8]) -> bool {
+        self.connections
+            .get(client)
+            .is_some_and(|c| c.deadline == deadline)
+    }
+
+    /// Drops stale entries from the tops of the heaps, and rebuilds them when stale entries outnumber
+    /// live ones, so they stay within about twice the number of connections, on masters and replicas alike.
+    fn tidy_deadlines(&mut self) {
+        while let Some(Reverse((deadline, client))) = self.earliest.peek() {
+            if self.is_live_entry(*deadline, client) {
+                break;
+            }
+            self.earliest.pop();
+        }
+        while let Some((deadline, client)) = self.latest.peek() {
+            if self.is_live_entry(*deadline, client) {
+                break;
+            }
+            self.latest.pop();
+        }
+        let limit = 2 * self.connections.len() + 16;
+        if self.earliest.len() > limit || self.latest.len() > limit {
+            let live = || {
+                self.connections
+                    .iter()
+                    .map(|(client, c)| (c.deadline, client.clone()))
+            };
+            self.earliest = live().map(Reverse).collect();
+            self.latest = live().collect();
+        }
     }
 
     /// Applies one op and pushes the events it caused onto `events` (none, one, or two for a client that
@@ -173,6 +257,7 @@ impl Roster {
                 }
             }
         }
+        self.tidy_deadlines();
     }
 
     fn join(
@@ -196,7 +281,12 @@ impl Roster {
         let id = self.upsert_member(id, data, true, events);
         self.connections
             .insert(client.clone(), Connection { id, deadline });
-        self.deadlines.insert((deadline, client.clone()));
+        self.push_deadline(deadline, client.clone());
+    }
+
+    fn push_deadline(&mut self, deadline: u64, client: Bytes) {
+        self.earliest.push(Reverse((deadline, client.clone())));
+        self.latest.push((deadline, client));
     }
 
     /// Adds or refreshes member `id` and returns the shared id bytes to store in its connection.
@@ -233,10 +323,9 @@ impl Roster {
     }
 
     fn remove_connection(&mut self, client: &[u8], kind: EventKind, events: &mut Vec<Event>) {
-        let Some((client, connection)) = self.connections.remove_entry(client) else {
+        let Some(connection) = self.connections.remove(client) else {
             return;
         };
-        self.deadlines.remove(&(connection.deadline, client));
         let member = self
             .members
             .get_mut(&connection.id[..])
@@ -254,10 +343,8 @@ impl Roster {
             .get_mut(&client[..])
             .expect("connection present");
         if connection.deadline != deadline {
-            self.deadlines
-                .remove(&(connection.deadline, client.clone()));
             connection.deadline = deadline;
-            self.deadlines.insert((deadline, client.clone()));
+            self.push_deadline(deadline, client.clone());
         }
     }
 
@@ -311,8 +398,9 @@ impl Roster {
             {
                 return Err("duplicate connection");
             }
-            roster.deadlines.insert((deadline, client));
+            roster.push_deadline(deadline, client);
         }
+
         if roster.members.values().any(|m| m.connections == 0) {
             return Err("member without connections");
         }

@@ -12,43 +12,38 @@
 //! Ids and data are length-prefixed (netstring style), so they may hold any bytes, newlines included,
 //! while a message of ordinary text stays readable in `redis-cli SSUBSCRIBE`.
 
+use crate::codec::{expect, put_field, put_number, take_field, take_number, take_until};
 use crate::error::DecodeError;
-use crate::op::parse_u64;
-use crate::roster::{Bytes, Event, EventKind};
+use crate::roster::{Event, EventKind};
 
 /// Encodes events as one message.
 pub fn encode(events: &[Event]) -> Vec<u8> {
-    let size: usize = events
-        .iter()
-        .map(|e| 40 + e.id.len() + e.data.as_ref().map_or(0, |d| d.len() + 12))
-        .sum();
-    let mut out = Vec::with_capacity(size);
-    for event in events {
-        out.extend_from_slice(event.rev.to_string().as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(event.kind.as_str().as_bytes());
-        out.push(b' ');
-        put_field(&mut out, &event.id);
-        if let Some(data) = &event.data {
-            out.push(b' ');
-            put_field(&mut out, data);
-        }
-        out.push(b'\n');
-    }
+    let mut out = Vec::new();
+    encode_into(events, &mut out);
     out
 }
 
-fn put_field(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(bytes.len().to_string().as_bytes());
-    out.push(b':');
-    out.extend_from_slice(bytes);
+/// Encodes events as one message, appended to `out` (so a caller can reuse one buffer).
+pub fn encode_into(events: &[Event], out: &mut Vec<u8>) {
+    for event in events {
+        put_number(out, event.rev);
+        out.push(b' ');
+        out.extend_from_slice(event.kind.as_str().as_bytes());
+        out.push(b' ');
+        put_field(out, &event.id);
+        if let Some(data) = &event.data {
+            out.push(b' ');
+            put_field(out, data);
+        }
+        out.push(b'\n');
+    }
 }
 
 /// Decodes a message written by [`encode`].
 pub fn decode(mut input: &[u8]) -> Result<Vec<Event>, DecodeError> {
     let mut events = Vec::new();
     while !input.is_empty() {
-        let rev = parse_u64(take_until(&mut input, b' ')?)?;
+        let rev = take_number(&mut input, b' ')?;
         let kind = match take_until(&mut input, b' ')? {
             b"join" => EventKind::Join,
             b"update" => EventKind::Update,
@@ -78,41 +73,10 @@ pub fn decode(mut input: &[u8]) -> Result<Vec<Event>, DecodeError> {
     Ok(events)
 }
 
-fn take_until<'a>(input: &mut &'a [u8], separator: u8) -> Result<&'a [u8], DecodeError> {
-    let at = input
-        .iter()
-        .position(|&b| b == separator)
-        .ok_or(DecodeError::Truncated)?;
-    let (head, tail) = input.split_at(at);
-    *input = &tail[1..];
-    Ok(head)
-}
-
-fn take_field(input: &mut &[u8]) -> Result<Bytes, DecodeError> {
-    let len = parse_u64(take_until(input, b':')?)?;
-    let len = usize::try_from(len).map_err(|_| DecodeError::BadNumber)?;
-    if input.len() < len {
-        return Err(DecodeError::Truncated);
-    }
-    let (field, tail) = input.split_at(len);
-    *input = tail;
-    Ok(Bytes::from(field))
-}
-
-fn expect(input: &mut &[u8], byte: u8) -> Result<(), DecodeError> {
-    match input.split_first() {
-        Some((&b, tail)) if b == byte => {
-            *input = tail;
-            Ok(())
-        }
-        Some(_) => Err(DecodeError::Malformed("unexpected byte in event line")),
-        None => Err(DecodeError::Truncated),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::roster::Bytes;
 
     fn event(rev: u64, kind: EventKind, id: &[u8], data: Option<&[u8]>) -> Event {
         Event {

@@ -155,15 +155,14 @@ proptest! {
             }
 
             // The replica applies what the master replicated, through the argument encoding.
-            let args = journal.apply_args();
-            let slices: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-            let rev_before: u64 = std::str::from_utf8(slices[0]).unwrap().parse().unwrap();
-            let replayed = Journal::replay(&mut replica, rev_before, Op::decode_args(&slices[1..]).unwrap());
+            let ops = Op::decode_all(&journal.encoded_ops()).unwrap();
+            let replayed = Journal::replay(&mut replica, journal.rev_before(), ops);
             prop_assert_eq!(replayed.events(), journal.events());
             prop_assert_eq!(&replica, &roster);
             all_events.extend_from_slice(journal.events());
 
             prop_assert_eq!(snapshot::decode(&snapshot::encode(&roster)).unwrap(), roster.clone());
+            prop_assert_eq!(roster.latest_deadline(), model.connections.values().map(|(_, d)| *d).max());
         }
 
         let got: Vec<_> = all_events
