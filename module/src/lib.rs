@@ -25,19 +25,78 @@ pub mod store;
 
 #[cfg(not(test))]
 mod registration {
+    use std::os::raw::{c_char, c_int};
+
     use redis_module::configuration::ConfigurationFlags;
     use redis_module::{raw, redis_module, Context, InfoContext, RedisString, Status};
 
-    use crate::command::{apply, count, join, leave, roster, touch};
+    use crate::command::{apply, count, dispatch, join, leave, roster, touch, Handler};
     use crate::config::*;
     use crate::datatype::PRESENCE_TYPE;
     use crate::stats;
 
+    /// Declares the Redis entry point of each command: Redis' raw argv goes straight to [`dispatch`],
+    /// without the copies and retained strings of `redis-module`'s own command macro.
+    macro_rules! entry_points {
+        ($($name:ident => $handler:path),* $(,)?) => {$(
+            extern "C" fn $name(
+                ctx: *mut raw::RedisModuleCtx,
+                argv: *mut *mut raw::RedisModuleString,
+                argc: c_int,
+            ) -> c_int {
+                // SAFETY: Redis passes argc valid strings that outlive the call.
+                let argv = unsafe { std::slice::from_raw_parts(argv, argc.max(0) as usize) };
+                dispatch(&Context::new(ctx), argv, $handler as Handler)
+            }
+        )*};
+    }
+
+    entry_points! {
+        join_entry => join::run,
+        leave_entry => leave::run,
+        touch_entry => touch::run,
+        roster_entry => roster::run,
+        count_entry => count::run,
+        apply_entry => apply::run,
+    }
+
+    type EntryPoint =
+        extern "C" fn(*mut raw::RedisModuleCtx, *mut *mut raw::RedisModuleString, c_int) -> c_int;
+
+    /// Name, entry point and flags; every command's key is its first argument (key spec 1 1 1), so
+    /// cluster routing and `MOVED` work.
+    const COMMANDS: [(&std::ffi::CStr, EntryPoint, &std::ffi::CStr); 6] = [
+        (c"PRESENCE.JOIN", join_entry, c"write deny-oom"),
+        (c"PRESENCE.LEAVE", leave_entry, c"write"),
+        (c"PRESENCE.TOUCH", touch_entry, c"write"),
+        (c"PRESENCE.ROSTER", roster_entry, c"readonly"),
+        (c"PRESENCE.COUNT", count_entry, c"readonly fast"),
+        (c"PRESENCE.APPLY", apply_entry, c"write"),
+    ];
+
     fn init(ctx: &Context, _args: &[RedisString]) -> Status {
-        // SAFETY: reading a function pointer that Redis filled in at module init.
+        // SAFETY: reading function pointers that Redis filled in at module init.
         if unsafe { raw::RedisModule_PublishMessageShard }.is_none() {
             ctx.log_warning("presence: this Redis has no shard pub/sub (RedisModule_PublishMessageShard); Redis 7.0 or newer is required");
             return Status::Err;
+        }
+        for (name, entry, flags) in COMMANDS {
+            // SAFETY: static names and flags; Redis copies them.
+            let created = unsafe {
+                raw::RedisModule_CreateCommand.expect("CreateCommand")(
+                    ctx.get_raw(),
+                    name.as_ptr(),
+                    Some(entry),
+                    flags.as_ptr().cast::<c_char>(),
+                    1,
+                    1,
+                    1,
+                )
+            };
+            if created != raw::Status::Ok as c_int {
+                ctx.log_warning(&format!("presence: could not create command {name:?}"));
+                return Status::Err;
+            }
         }
         // Replaces the module's default INFO handler with ours.
         raw::register_info_function(ctx.get_raw(), Some(info));
@@ -48,21 +107,12 @@ mod registration {
         let _ = stats::write_info(&InfoContext::new(ctx));
     }
 
-    // ACL categories must stay "": Redis 7.0 aborts on any other value from this macro.
     redis_module! {
         name: "presence",
         version: 1,
         allocator: (redis_module::alloc::RedisAlloc, redis_module::alloc::RedisAlloc),
         data_types: [PRESENCE_TYPE],
         init: init,
-        commands: [
-            ["PRESENCE.JOIN", join::command, "write deny-oom", 1, 1, 1, ""],
-            ["PRESENCE.LEAVE", leave::command, "write", 1, 1, 1, ""],
-            ["PRESENCE.TOUCH", touch::command, "write", 1, 1, 1, ""],
-            ["PRESENCE.ROSTER", roster::command, "readonly", 1, 1, 1, ""],
-            ["PRESENCE.COUNT", count::command, "readonly fast", 1, 1, 1, ""],
-            ["PRESENCE.APPLY", apply::command, "write", 1, 1, 1, ""],
-        ],
         configurations: [
             i64: [
                 ["default-ttl", &DEFAULT_TTL_MS, DEFAULT_TTL_DEFAULT, 1, MAX_TTL_MS, ConfigurationFlags::DEFAULT, None],

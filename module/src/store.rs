@@ -5,7 +5,7 @@ use std::os::raw::c_int;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use presence_roster::{wire, Journal, Roster};
-use redis_module::{raw, Context, ContextFlags, NotifyEvent, RedisString};
+use redis_module::{raw, Context, ContextFlags, RedisString};
 
 use crate::datatype::{seed_rev, PRESENCE_TYPE};
 use crate::error::PresenceError;
@@ -20,6 +20,10 @@ pub enum Origin {
     /// (the master already did), and feed the command on to this node's own AOF.
     Master,
 }
+
+/// A key name as Redis passed it in the command's arguments.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyName(pub *mut raw::RedisModuleString);
 
 /// What a change left behind.
 pub struct Outcome<T> {
@@ -44,7 +48,7 @@ pub fn now_us() -> u64 {
 /// it is stored only if something joins, and deleted when the last member goes.
 pub fn change<T>(
     ctx: &Context,
-    name: &RedisString,
+    name: KeyName,
     origin: Origin,
     change: impl FnOnce(&mut Roster, &mut Journal, u64) -> Result<T, PresenceError>,
 ) -> Result<Outcome<T>, PresenceError> {
@@ -85,32 +89,61 @@ pub fn change<T>(
     result.map(|value| Outcome { value, rev })
 }
 
+thread_local! {
+    /// One buffer for encoding ops and events, reused by every command (they all run on Redis' main
+    /// thread), so a change allocates nothing for its messages.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Replicates, publishes and counts a change.
-fn propagate(ctx: &Context, name: &RedisString, origin: Origin, journal: &Journal) {
+fn propagate(ctx: &Context, name: KeyName, origin: Origin, journal: &Journal) {
     match origin {
         Origin::Client => {
-            let mut args: Vec<Vec<u8>> = vec![name.as_slice().to_vec()];
-            args.extend(journal.apply_args());
-            let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-            ctx.replicate("PRESENCE.APPLY", args.as_slice());
-            if !journal.events().is_empty() {
-                publish(ctx, name, &wire::encode(journal.events()));
-            }
+            SCRATCH.with_borrow_mut(|ops| {
+                ops.clear();
+                journal.encode_ops_into(ops);
+                // SAFETY: "slb" takes a RedisModuleString, a long long and a (pointer, length) buffer, as
+                // passed; Redis copies them before returning.
+                unsafe {
+                    raw::RedisModule_Replicate.expect("Replicate")(
+                        ctx.get_raw(),
+                        c"PRESENCE.APPLY".as_ptr(),
+                        c"slb".as_ptr(),
+                        name.0,
+                        i64::try_from(journal.rev_before()).unwrap_or(i64::MAX),
+                        ops.as_ptr(),
+                        ops.len(),
+                    )
+                };
+                if !journal.events().is_empty() {
+                    ops.clear();
+                    wire::encode_into(journal.events(), ops);
+                    publish(ctx, name, ops);
+                }
+            });
         }
         Origin::Master => ctx.replicate_verbatim(),
     }
     stats::count_events(journal.events());
-    ctx.notify_keyspace_event(NotifyEvent::MODULE, "presence", name);
+    // SAFETY: a static event name and a live key name.
+    unsafe {
+        raw::RedisModule_NotifyKeyspaceEvent.expect("NotifyKeyspaceEvent")(
+            ctx.get_raw(),
+            raw::NotifyEvent::MODULE.bits(),
+            c"presence".as_ptr(),
+            name.0,
+        )
+    };
 }
 
 /// Publishes on the shard channel named like the key, which is in the key's slot by construction.
-fn publish(ctx: &Context, channel: &RedisString, message: &[u8]) {
+fn publish(ctx: &Context, channel: KeyName, message: &[u8]) {
     let Some(publish_shard) = (unsafe { raw::RedisModule_PublishMessageShard }) else {
         return; // Checked at load: this Redis has it.
     };
     let message = RedisString::create_from_slice(ctx.get_raw(), message);
     // SAFETY: both strings are live RedisModuleStrings for the duration of the call.
-    unsafe { publish_shard(ctx.get_raw(), channel.inner, message.inner) };
+    unsafe { publish_shard(ctx.get_raw(), channel.0, message.inner) };
     stats::PUBLISHED.add(1);
 }
 
@@ -130,10 +163,10 @@ pub struct ChannelKey {
 
 impl ChannelKey {
     /// Opens `name`; an error if it holds anything other than a roster.
-    pub fn open(ctx: &Context, name: &RedisString, mode: u32) -> Result<Self, PresenceError> {
+    pub fn open(ctx: &Context, name: KeyName, mode: u32) -> Result<Self, PresenceError> {
         // SAFETY: ctx and name are live; the key is closed in Drop.
         let key = unsafe {
-            raw::RedisModule_OpenKey.expect("OpenKey")(ctx.get_raw(), name.inner, mode as c_int)
+            raw::RedisModule_OpenKey.expect("OpenKey")(ctx.get_raw(), name.0, mode as c_int)
         };
         let key = ChannelKey { key: key.cast() };
         let key_type = unsafe { raw::RedisModule_KeyType.expect("KeyType")(key.key) } as isize;

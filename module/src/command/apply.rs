@@ -1,14 +1,13 @@
-//! `PRESENCE.APPLY channel rev-before op...` and `PRESENCE.APPLY channel SNAPSHOT bytes` (internal)
+//! `PRESENCE.APPLY channel rev-before ops` and `PRESENCE.APPLY channel SNAPSHOT bytes` (internal)
 //!
 //! What a master replicates and the AOF stores instead of the commands clients sent, because those read
 //! the clock: the exact ops a command applied (see [`presence_roster::op`]), or a whole roster written by
 //! AOF rewrite. Accepted only from this node's master or while loading, never from ordinary clients.
 
-use presence_roster::op::parse_u64;
-use presence_roster::{snapshot, Op};
-use redis_module::{raw, Context, RedisResult, RedisString};
+use presence_roster::{parse_u64, snapshot, Op};
+use redis_module::{raw, Context};
 
-use super::{dispatch, is_option, slices};
+use super::{is_option, Args};
 use crate::error::PresenceError;
 use crate::reply::Reply;
 use crate::store::{self, ChannelKey, Origin};
@@ -31,27 +30,23 @@ pub enum ApplyArgs<'a> {
 pub fn parse<'a>(argv: &[&'a [u8]]) -> Result<ApplyArgs<'a>, PresenceError> {
     match argv {
         [_, _channel, mode, blob] if is_option(mode, "SNAPSHOT") => Ok(ApplyArgs::Snapshot(blob)),
-        [_, _channel, rev, ops @ ..] => Ok(ApplyArgs::Ops {
+        [_, _channel, rev, ops] => Ok(ApplyArgs::Ops {
             rev_before: parse_u64(rev)?,
-            ops: Op::decode_args(ops)?,
+            ops: Op::decode_all(ops)?,
         }),
         _ => Err(PresenceError::WrongArity),
     }
 }
 
-/// The Redis entry point.
-pub fn command(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    dispatch(ctx, args, run)
-}
-
-fn run(ctx: &Context, args: &[RedisString]) -> Result<(), PresenceError> {
+/// Runs the command.
+pub fn run(ctx: &Context, args: &Args) -> Result<(), PresenceError> {
     if !store::is_from_master_or_loading(ctx) {
         return Err(PresenceError::ApplyDenied);
     }
-    let argv = slices(args);
-    match parse(&argv)? {
+    let argv = args.bytes();
+    match parse(argv)? {
         ApplyArgs::Ops { rev_before, ops } => {
-            store::change(ctx, &args[1], Origin::Master, |roster, journal, _now| {
+            store::change(ctx, args.key()?, Origin::Master, |roster, journal, _now| {
                 roster.advance_rev(rev_before);
                 for op in ops {
                     journal.apply(roster, op);
@@ -63,7 +58,7 @@ fn run(ctx: &Context, args: &[RedisString]) -> Result<(), PresenceError> {
             let roster = snapshot::decode(blob)?;
             let key = ChannelKey::open(
                 ctx,
-                &args[1],
+                args.key()?,
                 raw::REDISMODULE_READ | raw::REDISMODULE_WRITE,
             )?;
             match roster.latest_deadline() {
@@ -91,7 +86,7 @@ mod tests {
             ApplyArgs::Snapshot(b"xyz")
         );
         assert_eq!(
-            parse(&[b"A", b"/c", b"12", b"L", b"cl"]).unwrap(),
+            parse(&[b"A", b"/c", b"12", b"L 2:cl\n"]).unwrap(),
             ApplyArgs::Ops {
                 rev_before: 12,
                 ops: vec![Op::Leave {
@@ -104,11 +99,15 @@ mod tests {
             Err(PresenceError::WrongArity)
         ));
         assert!(matches!(
-            parse(&[b"A", b"/c", b"x"]),
+            parse(&[b"A", b"/c", b"x", b""]),
             Err(PresenceError::BadApply(_))
         ));
         assert!(matches!(
-            parse(&[b"A", b"/c", b"1", b"J", b"c"]),
+            parse(&[b"A", b"/c", b"1", b"L 1:c\n", b"extra"]),
+            Err(PresenceError::WrongArity)
+        ));
+        assert!(matches!(
+            parse(&[b"A", b"/c", b"1", b"J 1:c"]),
             Err(PresenceError::BadApply(_))
         ));
     }

@@ -2,23 +2,19 @@
 //!
 //! Replies `{rev, members, connections}`: distinct ids and their connections, as of `rev`. O(1).
 
-use redis_module::{raw, Context, RedisResult, RedisString};
+use redis_module::{raw, Context};
 
-use super::dispatch;
+use super::Args;
 use crate::error::PresenceError;
 use crate::reply::Reply;
 use crate::store::ChannelKey;
 
-/// The Redis entry point.
-pub fn command(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    dispatch(ctx, args, run)
-}
-
-fn run(ctx: &Context, args: &[RedisString]) -> Result<(), PresenceError> {
-    let [_, channel] = args else {
+/// Runs the command.
+pub fn run(ctx: &Context, args: &Args) -> Result<(), PresenceError> {
+    if args.bytes().len() != 2 {
         return Err(PresenceError::WrongArity);
-    };
-    let key = ChannelKey::open(ctx, channel, raw::REDISMODULE_READ)?;
+    }
+    let key = ChannelKey::open(ctx, args.key()?, raw::REDISMODULE_READ)?;
     let (rev, members, connections) = key.roster().map_or((0, 0, 0), |r| {
         (r.rev(), r.member_count(), r.connection_count())
     });

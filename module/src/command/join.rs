@@ -5,11 +5,10 @@
 //! data changed, ids that left because this client moved to another id, ids that expired on the way,
 //! and with `WITHROSTER` the whole roster after the join.
 
-use presence_roster::roster::Bytes;
 use presence_roster::{EventKind, Op};
-use redis_module::{Context, RedisResult, RedisString};
+use redis_module::Context;
 
-use super::{dispatch, is_option, parse_ttl, slices};
+use super::{is_option, parse_ttl, Args};
 use crate::config;
 use crate::error::PresenceError;
 use crate::reply::Reply;
@@ -58,14 +57,10 @@ pub fn parse<'a>(argv: &[&'a [u8]]) -> Result<JoinArgs<'a>, PresenceError> {
     Ok(args)
 }
 
-/// The Redis entry point.
-pub fn command(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    dispatch(ctx, args, run)
-}
-
-fn run(ctx: &Context, args: &[RedisString]) -> Result<(), PresenceError> {
-    let argv = slices(args);
-    let join = parse(&argv)?;
+/// Runs the command.
+pub fn run(ctx: &Context, args: &Args) -> Result<(), PresenceError> {
+    let argv = args.bytes();
+    let join = parse(argv)?;
     let max_data = config::max_data_bytes();
     if join.data.len() as i64 > max_data {
         return Err(PresenceError::DataTooLarge {
@@ -75,21 +70,20 @@ fn run(ctx: &Context, args: &[RedisString]) -> Result<(), PresenceError> {
     }
     let ttl_us = join.ttl_ms.unwrap_or_else(config::default_ttl_ms) * 1000;
     let reply = Reply::new(ctx);
-    store::change(ctx, &args[1], Origin::Client, |roster, journal, now| {
+    store::change(ctx, args.key()?, Origin::Client, |roster, journal, now| {
         journal.purge(roster, now);
         let members = roster.member_count();
         if !roster.has_member(join.id) && members as i64 >= config::max_members() {
             return Err(PresenceError::ChannelFull { members });
         }
-        journal.apply(
-            roster,
-            Op::Join {
-                client: Bytes::from(join.client),
-                id: Bytes::from(join.id),
-                data: Bytes::from(join.data),
-                deadline: now.saturating_add(ttl_us),
-            },
-        );
+        let (id, data) = roster.share_member(join.id, join.data);
+        let op = Op::Join {
+            client: roster.share_client(join.client),
+            id,
+            data,
+            deadline: now.saturating_add(ttl_us),
+        };
+        journal.apply(roster, op);
         let left: Vec<&[u8]> = journal.ids(EventKind::Leave).collect();
         let expired: Vec<&[u8]> = journal.ids(EventKind::Expire).collect();
         reply.map(5 + usize::from(join.with_roster));

@@ -5,9 +5,9 @@
 //! unknown client: leaving twice is a no-op, not an error), and ids that expired on the way.
 
 use presence_roster::{EventKind, Op};
-use redis_module::{Context, RedisResult, RedisString};
+use redis_module::Context;
 
-use super::{dispatch, slices};
+use super::Args;
 use crate::error::PresenceError;
 use crate::reply::Reply;
 use crate::store::{self, Origin};
@@ -20,30 +20,22 @@ pub fn parse<'a>(argv: &[&'a [u8]]) -> Result<&'a [u8], PresenceError> {
     }
 }
 
-/// The Redis entry point.
-pub fn command(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    dispatch(ctx, args, run)
-}
-
 struct Left {
     id: Option<Vec<u8>>,
     left: bool,
     expired: Vec<Vec<u8>>,
 }
 
-fn run(ctx: &Context, args: &[RedisString]) -> Result<(), PresenceError> {
-    let argv = slices(args);
-    let client = parse(&argv)?;
-    let outcome = store::change(ctx, &args[1], Origin::Client, |roster, journal, now| {
+/// Runs the command.
+pub fn run(ctx: &Context, args: &Args) -> Result<(), PresenceError> {
+    let argv = args.bytes();
+    let client = parse(argv)?;
+    let outcome = store::change(ctx, args.key()?, Origin::Client, |roster, journal, now| {
         journal.purge(roster, now);
         let id = roster.member_of(client).map(|id| id.to_vec());
         if id.is_some() {
-            journal.apply(
-                roster,
-                Op::Leave {
-                    client: client.into(),
-                },
-            );
+            let client = roster.share_client(client);
+            journal.apply(roster, Op::Leave { client });
         }
         Ok(Left {
             left: id

@@ -8,26 +8,67 @@ pub mod leave;
 pub mod roster;
 pub mod touch;
 
+use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use redis_module::{Context, RedisResult, RedisString, RedisValue};
+use redis_module::{raw, Context};
 
 use crate::config::MAX_TTL_MS;
 use crate::error::PresenceError;
 use crate::stats;
+use crate::store::KeyName;
 
-/// A command body: parses `args` (the command name first), changes or reads the roster, writes the reply.
-pub type Handler = fn(&Context, &[RedisString]) -> Result<(), PresenceError>;
+/// A command's arguments, the command name first, as Redis passed them: no copies, no retained strings.
+pub struct Args<'a> {
+    argv: &'a [*mut raw::RedisModuleString],
+    bytes: Vec<&'a [u8]>,
+}
+
+impl<'a> Args<'a> {
+    /// Wraps `argv` for the duration of one command call.
+    pub fn new(argv: &'a [*mut raw::RedisModuleString]) -> Self {
+        let bytes = argv
+            .iter()
+            .map(|&arg| {
+                let mut len = 0;
+                // SAFETY: Redis keeps argv alive for the whole call, and StringPtrLen never returns null.
+                unsafe {
+                    let ptr = raw::RedisModule_StringPtrLen.expect("StringPtrLen")(arg, &mut len);
+                    std::slice::from_raw_parts(ptr.cast::<u8>(), len)
+                }
+            })
+            .collect();
+        Args { argv, bytes }
+    }
+
+    /// Every argument as bytes, for the pure parsers.
+    pub fn bytes(&self) -> &[&'a [u8]] {
+        &self.bytes
+    }
+
+    /// The key (the channel), which every presence command takes first.
+    pub fn key(&self) -> Result<KeyName, PresenceError> {
+        self.argv
+            .get(1)
+            .map(|&name| KeyName(name))
+            .ok_or(PresenceError::WrongArity)
+    }
+}
+
+/// A command body: parses `args`, changes or reads the roster, writes the reply.
+pub type Handler = fn(&Context, &Args) -> Result<(), PresenceError>;
 
 /// Runs `handler`, turning errors into Redis error replies and catching panics, so that no panic ever
 /// unwinds into Redis. Handlers write their reply last, after every step that could fail.
-pub fn dispatch(ctx: &Context, args: Vec<RedisString>, handler: Handler) -> RedisResult {
-    match catch_unwind(AssertUnwindSafe(|| handler(ctx, &args))) {
-        Ok(Ok(())) => Ok(RedisValue::NoReply),
-        Ok(Err(error)) => {
-            stats::ERRORS.add(1);
-            Err(error.into_redis())
-        }
+pub fn dispatch(
+    context: &Context,
+    argv: &[*mut raw::RedisModuleString],
+    handler: Handler,
+) -> c_int {
+    let outcome = catch_unwind(AssertUnwindSafe(|| handler(context, &Args::new(argv))));
+    let error = match outcome {
+        Ok(Ok(())) => return raw::Status::Ok as c_int,
+        Ok(Err(error)) => error,
         Err(panic) => {
             stats::PANICS.add(1);
             let what = panic
@@ -35,17 +76,20 @@ pub fn dispatch(ctx: &Context, args: Vec<RedisString>, handler: Handler) -> Redi
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            ctx.log_warning(&format!(
+            context.log_warning(&format!(
                 "presence: command panicked (a bug, please report it): {what}"
             ));
-            Err(PresenceError::Internal.into_redis())
+            PresenceError::Internal
         }
+    };
+    stats::ERRORS.add(1);
+    match error {
+        // Redis words this one itself, naming the command.
+        PresenceError::WrongArity => unsafe {
+            raw::RedisModule_WrongArity.expect("WrongArity")(context.get_raw())
+        },
+        other => context.reply_error_string(&other.to_string()) as c_int,
     }
-}
-
-/// The arguments as byte slices, for the pure parsers.
-pub fn slices(args: &[RedisString]) -> Vec<&[u8]> {
-    args.iter().map(RedisString::as_slice).collect()
 }
 
 /// Parses a TTL in milliseconds: a whole number from 1 to [`MAX_TTL_MS`].

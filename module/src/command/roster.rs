@@ -5,23 +5,19 @@
 //! write on the channel purges it (and publishes its leave), so a reader can combine this snapshot with
 //! the published events without gaps or repeats.
 
-use redis_module::{raw, Context, RedisResult, RedisString};
+use redis_module::{raw, Context};
 
-use super::dispatch;
+use super::Args;
 use crate::error::PresenceError;
 use crate::reply::Reply;
 use crate::store::ChannelKey;
 
-/// The Redis entry point.
-pub fn command(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    dispatch(ctx, args, run)
-}
-
-fn run(ctx: &Context, args: &[RedisString]) -> Result<(), PresenceError> {
-    let [_, channel] = args else {
+/// Runs the command.
+pub fn run(ctx: &Context, args: &Args) -> Result<(), PresenceError> {
+    if args.bytes().len() != 2 {
         return Err(PresenceError::WrongArity);
-    };
-    let key = ChannelKey::open(ctx, channel, raw::REDISMODULE_READ)?;
+    }
+    let key = ChannelKey::open(ctx, args.key()?, raw::REDISMODULE_READ)?;
     let reply = Reply::new(ctx);
     reply.map(2);
     match key.roster() {

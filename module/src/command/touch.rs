@@ -5,9 +5,9 @@
 //! joins them again) and ids that expired on the way. `TTL ms`, when given, is the last two arguments.
 
 use presence_roster::{EventKind, Op};
-use redis_module::{Context, RedisResult, RedisString};
+use redis_module::Context;
 
-use super::{dispatch, is_option, parse_ttl, slices};
+use super::{is_option, parse_ttl, Args};
 use crate::config;
 use crate::error::PresenceError;
 use crate::reply::Reply;
@@ -40,33 +40,24 @@ pub fn parse<'a>(argv: &[&'a [u8]]) -> Result<TouchArgs<'a>, PresenceError> {
     })
 }
 
-/// The Redis entry point.
-pub fn command(ctx: &Context, args: Vec<RedisString>) -> RedisResult {
-    dispatch(ctx, args, run)
-}
-
 struct Touched {
     unknown: Vec<Vec<u8>>,
     expired: Vec<Vec<u8>>,
 }
 
-fn run(ctx: &Context, args: &[RedisString]) -> Result<(), PresenceError> {
-    let argv = slices(args);
-    let touch = parse(&argv)?;
+/// Runs the command.
+pub fn run(ctx: &Context, args: &Args) -> Result<(), PresenceError> {
+    let argv = args.bytes();
+    let touch = parse(argv)?;
     let ttl_us = touch.ttl_ms.unwrap_or_else(config::default_ttl_ms) * 1000;
-    let outcome = store::change(ctx, &args[1], Origin::Client, |roster, journal, now| {
+    let outcome = store::change(ctx, args.key()?, Origin::Client, |roster, journal, now| {
         journal.purge(roster, now);
         let deadline = now.saturating_add(ttl_us);
         let mut unknown = Vec::new();
         for client in &touch.clients {
             if roster.member_of(client).is_some() {
-                journal.apply(
-                    roster,
-                    Op::Touch {
-                        client: (*client).into(),
-                        deadline,
-                    },
-                );
+                let client = roster.share_client(client);
+                journal.apply(roster, Op::Touch { client, deadline });
             } else {
                 unknown.push(client.to_vec());
             }
