@@ -186,42 +186,91 @@ fn prefill(con: &mut redis::Connection, channel: &str, members: usize) {
     }
 }
 
+const SIZES: [usize; 3] = [10, 10_000, 100_000];
+const SIZE_ROUNDS: usize = 10;
+const PAIRS_PER_ROUND: usize = 2_000;
+
+/// The three roster sizes live side by side on one server and are measured in interleaved rounds, so
+/// noise from the rest of the machine lands on all of them alike.
 fn join_cost_by_roster_size(con: &mut redis::Connection) {
-    println!("### PRESENCE.JOIN cost by roster size (a new member joins, then leaves; 20,000 times, one connection)\n");
-    println!("| members already on the channel | server usec_per_call JOIN | server usec_per_call LEAVE | client round trip p50 | p99 |");
-    println!("|---|---|---|---|---|");
-    for size in [10usize, 10_000, 100_000] {
-        redis::cmd("FLUSHALL").query::<()>(con).unwrap();
-        let channel = format!("/presence/size-{size}");
-        prefill(con, &channel, size);
-        redis::cmd("CONFIG")
-            .arg("RESETSTAT")
-            .query::<()>(con)
-            .unwrap();
-        let mut rtts = Vec::with_capacity(20_000);
-        for n in 0..20_000 {
-            let started = Instant::now();
-            redis::cmd("PRESENCE.JOIN")
-                .arg(&channel)
-                .arg(format!("c{n}"))
-                .arg(format!("new-{n}"))
-                .arg(r#"{"name":"new"}"#)
-                .query::<redis::Value>(con)
-                .unwrap();
-            rtts.push(started.elapsed().as_secs_f64() * 1e6);
-            redis::cmd("PRESENCE.LEAVE")
-                .arg(&channel)
-                .arg(format!("c{n}"))
-                .query::<redis::Value>(con)
-                .unwrap();
+    redis::cmd("FLUSHALL").query::<()>(con).unwrap();
+    for size in SIZES {
+        prefill(con, &format!("/presence/size-{size}"), size);
+        // The control: a hash of the same size, to tell the memory hierarchy from the algorithm.
+        for chunk in (0..size).collect::<Vec<_>>().chunks(1000) {
+            let mut pipe = redis::pipe();
+            for n in chunk {
+                pipe.cmd("HSET")
+                    .arg(format!("/hash/size-{size}"))
+                    .arg(format!("prefill-{n}"))
+                    .arg(DATA)
+                    .ignore();
+            }
+            pipe.query::<()>(con).unwrap();
         }
-        rtts.sort_by(f64::total_cmp);
+    }
+    let mut server_join = vec![vec![]; SIZES.len()];
+    let mut server_leave = vec![vec![]; SIZES.len()];
+    let mut rtts = vec![vec![]; SIZES.len()];
+    let mut server_hset = vec![vec![]; SIZES.len()];
+    for round in 0..SIZE_ROUNDS {
+        for (s, size) in SIZES.iter().enumerate() {
+            let channel = format!("/presence/size-{size}");
+            redis::cmd("CONFIG")
+                .arg("RESETSTAT")
+                .query::<()>(con)
+                .unwrap();
+            for n in round * PAIRS_PER_ROUND..(round + 1) * PAIRS_PER_ROUND {
+                let started = Instant::now();
+                redis::cmd("PRESENCE.JOIN")
+                    .arg(&channel)
+                    .arg(format!("c{n}"))
+                    .arg(format!("new-{n}"))
+                    .arg(r#"{"name":"new"}"#)
+                    .query::<redis::Value>(con)
+                    .unwrap();
+                rtts[s].push(started.elapsed().as_secs_f64() * 1e6);
+                redis::cmd("PRESENCE.LEAVE")
+                    .arg(&channel)
+                    .arg(format!("c{n}"))
+                    .query::<redis::Value>(con)
+                    .unwrap();
+            }
+            server_join[s].push(usec_per_call(con, "PRESENCE.JOIN"));
+            server_leave[s].push(usec_per_call(con, "PRESENCE.LEAVE"));
+            let hash = format!("/hash/size-{size}");
+            for n in round * PAIRS_PER_ROUND..(round + 1) * PAIRS_PER_ROUND {
+                redis::cmd("HSET")
+                    .arg(&hash)
+                    .arg(format!("new-{n}"))
+                    .arg(DATA)
+                    .query::<redis::Value>(con)
+                    .unwrap();
+                redis::cmd("HDEL")
+                    .arg(&hash)
+                    .arg(format!("new-{n}"))
+                    .query::<redis::Value>(con)
+                    .unwrap();
+            }
+            server_hset[s].push(usec_per_call(con, "hset"));
+        }
+    }
+    println!(
+        "### PRESENCE.JOIN cost by roster size (a new member joins, then leaves; {} times per size, one connection, sizes interleaved in {SIZE_ROUNDS} rounds)\n",
+        SIZE_ROUNDS * PAIRS_PER_ROUND
+    );
+    println!("| members already on the channel | server usec_per_call JOIN (median round) | LEAVE | HSET on a hash of that size | JOIN client round trip p50 | p99 |");
+    println!("|---|---|---|---|---|---|");
+    for (s, size) in SIZES.iter().enumerate() {
+        let mut sorted = rtts[s].clone();
+        sorted.sort_by(f64::total_cmp);
         println!(
-            "| {size} | {:.2} µs | {:.2} µs | {:.1} µs | {:.1} µs |",
-            usec_per_call(con, "PRESENCE.JOIN"),
-            usec_per_call(con, "PRESENCE.LEAVE"),
-            rtts[rtts.len() / 2],
-            rtts[rtts.len() * 99 / 100]
+            "| {size} | {:.2} µs | {:.2} µs | {:.2} µs | {:.1} µs | {:.1} µs |",
+            median(server_join[s].clone()),
+            median(server_leave[s].clone()),
+            median(server_hset[s].clone()),
+            sorted[sorted.len() / 2],
+            sorted[sorted.len() * 99 / 100]
         );
     }
     println!();
