@@ -22,7 +22,8 @@ fn server() -> Server {
 
 /// Sends one JSON message, returns the JSON answers.
 pub(crate) async fn send(s: &Server, msg: Value) -> Vec<Value> {
-    s.process_json(msg).await.unwrap()
+    let replies = s.process_json(msg).await.unwrap();
+    replies.iter().map(|o| o.message().to_value()).collect()
 }
 
 pub(crate) async fn handshake(s: &Server) -> String {
@@ -375,6 +376,9 @@ async fn unknown_meta_channels_and_bad_messages() {
     assert_eq!(r[0]["id"], "x");
     assert!(s.process_json(json!(3)).await.is_err());
     assert!(s.process_json(json!([])).await.unwrap().is_empty());
+    let r = send(&s, json!([{"channel": "/x", "id": 1, "clientId": 2}])).await;
+    assert_eq!(r[0]["channel"], "/x");
+    assert_eq!(r[0]["id"], 1);
 }
 
 #[tokio::test(start_paused = true)]

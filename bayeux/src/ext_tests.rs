@@ -219,3 +219,25 @@ async fn panicking_event_and_delivery_hooks_are_contained() {
         "the panicking delivery is dropped"
     );
 }
+
+/// Would drop every delivery, but opts out of seeing them.
+struct RepliesOnly;
+
+#[async_trait]
+impl Extension for RepliesOnly {
+    async fn outgoing(&self, m: Message, ctx: Context<'_>) -> Result<Option<Message>, Error> {
+        Ok((ctx.direction != Direction::Delivery).then_some(m))
+    }
+    fn sees_deliveries(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test]
+async fn extensions_can_opt_out_of_deliveries() {
+    let s = server_with(vec![Arc::new(RepliesOnly)]);
+    let c = handshake(&s).await;
+    subscribe(&s, &c, json!("/fast")).await;
+    publish(&s, &c, "/fast", json!(1)).await;
+    assert_eq!(poll(&s, &c).await.1.len(), 1);
+}

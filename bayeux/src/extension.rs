@@ -135,6 +135,13 @@ pub trait Extension: Send + Sync + 'static {
         Ok(Some(message))
     }
 
+    /// Whether [`Extension::outgoing`] wants to see deliveries (one call per message per receiving
+    /// client). Return `false` when it only cares about replies: fan-out then skips copying and
+    /// re-serializing each delivery per client. Default: `true`.
+    fn sees_deliveries(&self) -> bool {
+        true
+    }
+
     /// Sees lifecycle events. Awaited: the server moves on to the next event when this returns.
     async fn event(&self, event: &Event) {
         let _ = event;
@@ -156,6 +163,9 @@ impl Pipeline {
     /// message's `error`; the later extensions still see the message (Faye passes rejected messages on).
     pub(crate) async fn run(&self, mut message: Message, ctx: Context<'_>) -> Option<Message> {
         for ext in &self.extensions {
+            if ctx.direction == Direction::Delivery && !ext.sees_deliveries() {
+                continue;
+            }
             let snapshot = message.clone();
             let hook = match ctx.direction {
                 Direction::Incoming => ext.incoming(message, ctx),
@@ -172,6 +182,11 @@ impl Pipeline {
             };
         }
         Some(message)
+    }
+
+    /// Whether any extension hooks deliveries.
+    pub(crate) fn sees_deliveries(&self) -> bool {
+        self.extensions.iter().any(|e| e.sees_deliveries())
     }
 
     /// Hands `event` to every extension in order; a panicking listener is logged and skipped.

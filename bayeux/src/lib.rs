@@ -12,11 +12,15 @@
 //!
 //! # Layout
 //! - [`message`]: the [`Message`] struct, as it travels in JSON.
+//! - [`outbound`]: [`Outbound`], a message on its way out, shared by all its receivers and serialized
+//!   once.
 //! - [`channel`]: channel grammar, `/meta/` and `/service/`, wildcard expansion.
 //! - [`error`]: the one [`Error`] enum and its Bayeux error strings (`401:id:Unknown client`).
 //! - [`config`]: [`Config`], every field documenting its default.
 //! - `server` and `meta`: the protocol core, [`Server`]. Messages in, replies and deliveries out; no
 //!   I/O, so it is unit-tested without sockets (tests in `core_tests`).
+//! - `push`: [`Server::push_deliveries`], deliveries sent the moment they are queued, for transports
+//!   that can write at any time (WebSocket).
 //! - [`engine`]: the [`Engine`] trait (clients, subscriptions, queues, routing), the in-memory
 //!   [`MemoryEngine`], and the conformance suite every engine must pass.
 //! - [`extension`]: the [`Extension`] trait (ordered async hooks), lifecycle [`Event`]s, and how a
@@ -33,6 +37,8 @@ pub mod error;
 pub mod extension;
 pub mod message;
 mod meta;
+pub mod outbound;
+mod push;
 mod server;
 pub mod transport;
 
@@ -46,5 +52,7 @@ pub use engine::{Engine, MemoryEngine};
 pub use error::Error;
 pub use extension::{Context, Direction, DisconnectReason, Event, Extension, UnsubscribeReason};
 pub use message::Message;
+pub use outbound::Outbound;
+pub use push::PushGuard;
 pub use server::{Server, ServerBuilder};
 pub use transport::router;

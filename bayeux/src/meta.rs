@@ -147,16 +147,24 @@ impl Server {
             .await?
             .ok_or_else(|| Error::ClientUnknown(client_id.clone()))?;
         let (_guard, released) = self.inner.held.take(&client_id);
+        // A client whose socket gets pushed deliveries (see `push`) only uses connects as a heartbeat.
+        let pushed = self.is_pushed(&client_id);
         let deliveries = loop {
-            let queued = engine.take_queue(&client_id).await?;
+            let queued = if pushed {
+                Vec::new()
+            } else {
+                engine.take_queue(&client_id).await?
+            };
             if !queued.is_empty() {
                 break queued;
             }
             tokio::select! {
-                _ = signal.notified() => {}
+                _ = signal.notified(), if !pushed => {}
                 // A newer connect from this client holds now; leave the queue to it.
                 _ = released.notified() => break Vec::new(),
-                _ = tokio::time::sleep_until(deadline) => break engine.take_queue(&client_id).await?,
+                _ = tokio::time::sleep_until(deadline) => {
+                    break if pushed { Vec::new() } else { engine.take_queue(&client_id).await? };
+                }
             }
             if !engine.client_exists(&client_id).await? {
                 // Disconnected or timed out while we held its connect.

@@ -5,7 +5,7 @@
 //! with `tokio::time::pause`.
 
 use crate::extension::{Context, Direction, DisconnectReason, Event, Pipeline, UnsubscribeReason};
-use crate::{channel, Config, Engine, Error, Extension, MemoryEngine, Message};
+use crate::{channel, Config, Engine, Error, Extension, MemoryEngine, Message, Outbound};
 use futures_util::future::join_all;
 use serde_json::{json, Map, Value};
 use std::sync::{Arc, Weak};
@@ -27,6 +27,8 @@ pub(crate) struct Inner {
     /// older one, so a stale request (its client gone or moved to another transport) never takes
     /// messages meant for the live one.
     pub(crate) held: crate::meta::HeldConnects,
+    /// Clients whose deliveries a WebSocket in this process pushes.
+    pub(crate) pushing: crate::push::Pushing,
 }
 
 /// Builds a [`Server`]: `Server::builder().config(c).extension(e).build()`.
@@ -67,6 +69,7 @@ impl ServerBuilder {
                 pipeline: Pipeline::new(self.extensions),
                 events,
                 held: Default::default(),
+                pushing: Default::default(),
             }),
         })
     }
@@ -99,7 +102,7 @@ impl Server {
     ///
     /// A `/meta/connect` is handled after every other message of the batch (so a publish sent with it is
     /// not held up), and is held until something is queued for the client or the timeout passes.
-    pub async fn process(&self, messages: Vec<Message>) -> Vec<Message> {
+    pub async fn process(&self, messages: Vec<Message>) -> Vec<Outbound> {
         let (connects, others): (Vec<_>, Vec<_>) = messages
             .into_iter()
             .partition(|m| m.channel == "/meta/connect");
@@ -116,7 +119,7 @@ impl Server {
     /// Like [`Server::process`] for a decoded JSON body: an array of messages or a single message. An
     /// element that is not a well-formed message gets a `400` error reply of its own; a body that is
     /// neither an array nor an object is an [`Error::BadRequest`] (transports answer HTTP 400).
-    pub async fn process_json(&self, body: Value) -> Result<Vec<Value>, Error> {
+    pub async fn process_json(&self, body: Value) -> Result<Vec<Outbound>, Error> {
         let items = match body {
             Value::Array(items) => items,
             obj @ Value::Object(_) => vec![obj],
@@ -129,29 +132,23 @@ impl Server {
         let mut bad = Vec::new();
         let mut good = Vec::new();
         for item in items {
-            let (channel, id) = (item.get("channel").cloned(), item.get("id").cloned());
+            let channel = item
+                .get("channel")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            let id = item.get("id").cloned();
             match Message::from_value(item) {
                 Ok(m) => good.push(m),
                 Err(e) => {
-                    let mut reply = Map::new();
-                    if let Some(Value::String(ch)) = channel {
-                        reply.insert("channel".into(), Value::String(ch));
-                    }
-                    if let Some(id) = id {
-                        reply.insert("id".into(), id);
-                    }
-                    reply.insert("successful".into(), Value::Bool(false));
-                    reply.insert("error".into(), Value::String(e.to_bayeux()));
-                    bad.push(Value::Object(reply));
+                    let mut reply = Message::new(channel.unwrap_or_default());
+                    reply.id = id;
+                    reply.successful = Some(false);
+                    reply.error = Some(e.to_bayeux());
+                    bad.push(Outbound::new(reply));
                 }
             }
         }
-        let mut out: Vec<Value> = self
-            .process(good)
-            .await
-            .iter()
-            .map(Message::to_value)
-            .collect();
+        let mut out = self.process(good).await;
         out.extend(bad);
         Ok(out)
     }
@@ -254,7 +251,7 @@ impl Server {
     }
 
     /// One message through incoming hooks, the handler, and outgoing hooks.
-    async fn handle(&self, message: Message) -> Vec<Message> {
+    async fn handle(&self, message: Message) -> Vec<Outbound> {
         let claimed = message.client_id.clone();
         let ctx = Context {
             direction: Direction::Incoming,
@@ -299,9 +296,9 @@ impl Server {
                 }
             }
         }
-        let mut out: Vec<Message> = reply
+        let mut out: Vec<Outbound> = reply
             .into_iter()
-            .map(|r| finish_reply(r, &request))
+            .map(|r| Outbound::new(finish_reply(r, &request)))
             .collect();
         out.extend(
             self.outgoing_deliveries(reply_client.as_deref(), deliveries)
@@ -311,17 +308,25 @@ impl Server {
     }
 
     /// Runs each delivery through the outgoing hooks for the receiving client; drops rejected ones.
-    async fn outgoing_deliveries(&self, client: Option<&str>, queue: Vec<Message>) -> Vec<Message> {
+    pub(crate) async fn outgoing_deliveries(
+        &self,
+        client: Option<&str>,
+        queue: Vec<Outbound>,
+    ) -> Vec<Outbound> {
+        if !self.inner.pipeline.sees_deliveries() {
+            // Nobody rewrites deliveries per client: send the shared, already serialized copies.
+            return queue;
+        }
         let mut out = Vec::with_capacity(queue.len());
-        for message in queue {
+        for shared in queue {
             let ctx = Context {
                 direction: Direction::Delivery,
                 client_id: client,
                 request: None,
             };
-            if let Some(m) = self.inner.pipeline.run(message, ctx).await {
+            if let Some(m) = self.inner.pipeline.run(shared.into_message(), ctx).await {
                 if m.error.is_none() {
-                    out.push(m);
+                    out.push(Outbound::new(m));
                 }
             }
         }
@@ -357,7 +362,7 @@ impl Server {
 /// What a handler produced for one request.
 pub(crate) struct Done {
     pub(crate) reply: Message,
-    pub(crate) deliveries: Vec<Message>,
+    pub(crate) deliveries: Vec<Outbound>,
     /// Channels a `/meta/subscribe` newly added, undone if an outgoing hook vetoes the reply.
     pub(crate) subscribed: Vec<String>,
 }

@@ -20,7 +20,7 @@ window.runTest = async (url, mode, prefix) => {
   const client = new Faye.Client(url, { timeout: 10, retry: 1 });
   if (mode !== 'websocket') client.disable('websocket');
   if (mode === 'callback-polling') client.disable('cross-origin-long-polling');
-  const types = new Set();
+  const types = [];
   let id = null;
   const received = [];
   const waiters = [];
@@ -31,7 +31,10 @@ window.runTest = async (url, mode, prefix) => {
     check();
   });
   client.addExtension({
-    outgoing(m, cb) { if (m.channel === '/meta/connect') types.add(m.connectionType); cb(m); },
+    outgoing(m, cb) {
+      if (m.channel === '/meta/connect' && types[types.length - 1] !== m.connectionType) types.push(m.connectionType);
+      cb(m);
+    },
     incoming(m, cb) { if (m.channel === '/meta/handshake' && m.successful) id = m.clientId; cb(m); poke(); },
   });
   await client.subscribe(prefix + '/from-node', (d) => { received.push(d); poke(); });
@@ -45,7 +48,7 @@ window.runTest = async (url, mode, prefix) => {
   await client.subscribe('/rejected' + prefix, () => {}).then(() => {}, (e) => { rejected = e.message; });
   client.unsubscribe(prefix + '/wild/*');
   await client.disconnect();
-  return { id, types: [...types], rejected };
+  return { id, types, rejected };
 };
 </script>`;
 

@@ -88,7 +88,10 @@ async fn routing(e: &dyn Engine) {
         .await
         .expect("publishing to a subscriber raises its queue signal");
     let q = e.take_queue(&a).await.unwrap();
-    let data: Vec<_> = q.iter().map(|m| m.data.clone().unwrap()).collect();
+    let data: Vec<_> = q
+        .iter()
+        .map(|m| m.message().data.clone().unwrap())
+        .collect();
     assert_eq!(
         data,
         vec![json!(1), json!(3)],
@@ -119,7 +122,10 @@ async fn wildcards(e: &dyn Engine) {
         .await
         .unwrap();
     let q = e.take_queue(&a).await.unwrap();
-    let data: Vec<_> = q.iter().map(|m| m.data.clone().unwrap()).collect();
+    let data: Vec<_> = q
+        .iter()
+        .map(|m| m.message().data.clone().unwrap())
+        .collect();
     assert_eq!(
         data,
         vec![json!("once"), json!("deep")],

@@ -1,7 +1,7 @@
 //! The in-memory engine: one process, everything in a mutex-guarded map.
 
 use super::Engine;
-use crate::{channel, Error, Message};
+use crate::{channel, Error, Message, Outbound};
 use async_trait::async_trait;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,7 +28,7 @@ struct State {
 #[derive(Debug)]
 struct Client {
     channels: BTreeSet<String>,
-    queue: Vec<Message>,
+    queue: Vec<Outbound>,
     signal: Arc<Notify>,
     last_seen: Instant,
 }
@@ -53,9 +53,11 @@ impl MemoryEngine {
                 targets.extend(ids.iter().cloned());
             }
         }
+        // One shared copy for every receiver: fan-out is a pointer copy per subscriber.
+        let shared = Outbound::new(message.clone());
         for id in targets {
             if let Some(client) = state.clients.get_mut(&id) {
-                client.queue.push(message.clone());
+                client.queue.push(shared.clone());
                 client.signal.notify_one();
             }
         }
@@ -192,7 +194,7 @@ impl Engine for MemoryEngine {
         Ok(())
     }
 
-    async fn take_queue(&self, client_id: &str) -> Result<Vec<Message>, Error> {
+    async fn take_queue(&self, client_id: &str) -> Result<Vec<Outbound>, Error> {
         Ok(self
             .lock()
             .clients

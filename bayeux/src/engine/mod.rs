@@ -12,7 +12,7 @@ mod memory;
 
 pub use memory::MemoryEngine;
 
-use crate::{Error, Message};
+use crate::{Error, Message, Outbound};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,7 +63,7 @@ pub trait Engine: Send + Sync + 'static {
     async fn publish_local(&self, message: &Message) -> Result<(), Error>;
 
     /// Takes every message queued for the client, oldest first.
-    async fn take_queue(&self, client_id: &str) -> Result<Vec<Message>, Error>;
+    async fn take_queue(&self, client_id: &str) -> Result<Vec<Outbound>, Error>;
 
     /// A signal raised (with `notify_one`, so a wake-up is never lost) whenever a message is queued for
     /// the client; `None` for an unknown client. A held `/meta/connect` waits on it.

@@ -139,7 +139,7 @@ pub(super) async fn decode_and_process(server: &Server, json: &[u8]) -> Result<S
     let value: Value = serde_json::from_slice(json)
         .map_err(|e| Error::BadRequest(format!("invalid JSON: {e}")))?;
     let replies = server.process_json(value).await?;
-    Ok(Value::Array(replies).to_string())
+    Ok(crate::outbound::to_json_array(&replies))
 }
 
 fn json_response(body: &str) -> Response {

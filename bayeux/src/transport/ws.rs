@@ -1,11 +1,10 @@
 //! The WebSocket transport: each text frame is a message batch, each answer a frame.
 
-use super::http::decode_and_process;
-use crate::Server;
+use crate::{Error, PushGuard, Server};
 use axum::extract::ws::{Message as Frame, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -16,23 +15,38 @@ pub(super) fn upgrade(upgrade: WebSocketUpgrade, server: Server) -> Response {
     upgrade
         .max_message_size(max)
         .max_frame_size(max)
+        // tungstenite allocates its read buffer up front (128 KiB by default): with thousands of
+        // mostly idle clients that dominated memory. Small Bayeux frames fit in 8 KiB; bigger ones
+        // still work, they just take more reads.
+        .read_buffer_size(8 * 1024)
+        .write_buffer_size(8 * 1024)
         .on_upgrade(move |socket| run(socket, server))
 }
 
 async fn run(socket: WebSocket, server: Server) {
     let (mut sink, mut stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<String>(64);
+    let (push_tx, mut push_rx) = mpsc::channel::<Vec<crate::Outbound>>(64);
     let writer = tokio::spawn(async move {
-        while let Some(text) = rx.recv().await {
+        loop {
+            let text = tokio::select! {
+                Some(text) = rx.recv() => text,
+                Some(batch) = push_rx.recv() => crate::outbound::to_json_array(&batch),
+                else => break,
+            };
             if sink.send(Frame::Text(text.into())).await.is_err() {
                 break;
             }
         }
         let _ = sink.close().await;
     });
+    // Deliveries go out as soon as they are queued for the client that connects on this socket.
+    let mut push: Option<PushGuard> = None;
     // Each batch runs in its own task: a held /meta/connect must not stop the publishes and
-    // subscribes the client sends on the same socket meanwhile.
-    let mut batches = JoinSet::new();
+    // subscribes the client sends on the same socket meanwhile. Connects are split off into a set
+    // that is aborted when the socket closes (nobody is left to answer); everything else runs to
+    // completion, so a publish sent just before closing is not lost.
+    let mut connects = JoinSet::new();
     while let Some(frame) = stream.next().await {
         let text = match frame {
             Ok(Frame::Text(text)) => text.to_string(),
@@ -40,19 +54,88 @@ async fn run(socket: WebSocket, server: Server) {
             Ok(Frame::Close(_)) | Err(_) => break,
             Ok(_) => continue,
         };
-        let server = server.clone();
-        let tx = tx.clone();
-        batches.spawn(async move {
-            let answer = match decode_and_process(&server, text.as_bytes()).await {
-                Ok(answer) => answer,
-                Err(e) => json!([{"successful": false, "error": e.to_bayeux()}]).to_string(),
-            };
-            let _ = tx.send(answer).await;
-        });
-        while batches.try_join_next().is_some() {}
+        let value = match serde_json::from_str::<Value>(&text) {
+            Ok(value) => value,
+            Err(e) => {
+                let error = Error::BadRequest(format!("invalid JSON: {e}"));
+                let _ = tx.send(error_frame(&error)).await;
+                continue;
+            }
+        };
+        let (held, rest) = split_connects(value);
+        if let Some(rest) = rest {
+            tokio::spawn(answer(server.clone(), rest, tx.clone()));
+        }
+        if let Some(held) = held {
+            if let Some(id) = connecting_client(&held) {
+                if push.as_ref().is_none_or(|p| p.client_id() != id) {
+                    push = Some(server.push_deliveries(id, push_tx.clone()));
+                }
+            }
+            connects.spawn(answer(server.clone(), held, tx.clone()));
+        }
+        while connects.try_join_next().is_some() {}
     }
-    // The socket is gone: held connects have no one to answer to.
-    batches.abort_all();
-    drop(tx);
+    // The socket is gone: held connects have no one to answer to, and deliveries go back to queueing.
+    connects.abort_all();
+    drop(push);
+    drop((tx, push_tx));
     let _ = writer.await;
+}
+
+/// The client id of the first `/meta/connect` in a batch of connects.
+fn connecting_client(connects: &Value) -> Option<&str> {
+    let first = match connects {
+        Value::Array(items) => items.first()?,
+        single => single,
+    };
+    first.get("clientId")?.as_str()
+}
+
+/// Runs one batch and queues its answer (`[]` for an empty batch: Faye pings with `[]`).
+async fn answer(server: Server, batch: Value, tx: mpsc::Sender<String>) {
+    let text = match server.process_json(batch).await {
+        Ok(replies) => crate::outbound::to_json_array(&replies),
+        Err(e) => error_frame(&e),
+    };
+    let _ = tx.send(text).await;
+}
+
+fn error_frame(error: &Error) -> String {
+    json!([{"successful": false, "error": error.to_bayeux()}]).to_string()
+}
+
+/// Splits a batch into its `/meta/connect` messages and the rest; `None` for an empty part, except that
+/// an empty batch (Faye's `[]` ping) stays as the rest so that it is answered.
+fn split_connects(batch: Value) -> (Option<Value>, Option<Value>) {
+    let is_connect = |m: &Value| m.get("channel").and_then(Value::as_str) == Some("/meta/connect");
+    match batch {
+        Value::Array(items) if !items.is_empty() => {
+            let (held, rest): (Vec<_>, Vec<_>) = items.into_iter().partition(is_connect);
+            let part = |v: Vec<Value>| (!v.is_empty()).then_some(Value::Array(v));
+            (part(held), part(rest))
+        }
+        single if is_connect(&single) => (Some(single), None),
+        other => (None, Some(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_connects;
+    use serde_json::json;
+
+    #[test]
+    fn connects_are_split_from_the_rest() {
+        let c = json!({"channel": "/meta/connect"});
+        let p = json!({"channel": "/a"});
+        assert_eq!(split_connects(json!([])), (None, Some(json!([]))));
+        assert_eq!(
+            split_connects(json!([c, p])),
+            (Some(json!([c])), Some(json!([p])))
+        );
+        assert_eq!(split_connects(c.clone()), (Some(c.clone()), None));
+        assert_eq!(split_connects(json!([c])), (Some(json!([c])), None));
+        assert_eq!(split_connects(json!(5)), (None, Some(json!(5))));
+    }
 }

@@ -181,3 +181,21 @@ pub fn unique_prefix(name: &str) -> String {
         N.fetch_add(1, Ordering::Relaxed)
     )
 }
+
+/// Checks the connection types a Faye client's connects used, in order with repeats collapsed. Every
+/// connect must use the forced transport, except that in WebSocket mode Faye may send its first
+/// connect over HTTP while it is still checking that the socket works.
+pub fn assert_used(types: &serde_json::Value, transport: &str) {
+    let types: Vec<&str> = types
+        .as_array()
+        .expect("an array of connection types")
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    assert_eq!(types.last(), Some(&transport), "connection types {types:?}");
+    if transport == "websocket" {
+        assert!(types.len() <= 2, "connection types {types:?}");
+    } else {
+        assert_eq!(types, [transport], "connection types");
+    }
+}
