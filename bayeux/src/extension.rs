@@ -24,6 +24,13 @@
 //! the client gets `successful: false`. [`Event::Subscribe`] fires only once the reply has passed every
 //! outgoing hook, so a vetoed subscription produces no events.
 //!
+//! # Deliveries
+//! A published message reaches each subscriber as a delivery; `outgoing` runs once per delivery per
+//! receiving client, with [`Context::client_id`] naming the receiver, so an extension can drop or amend
+//! it per client. An extension that only cares about requests and replies returns `false` from
+//! [`Extension::sees_deliveries`]; when none does, deliveries skip the hooks and are shared, serialized
+//! once, between all receivers.
+//!
 //! # Events
 //! [`Extension::event`] sees [`Event`]s: subscribe, unsubscribe (with an [`UnsubscribeReason`]), and
 //! disconnect (with a [`DisconnectReason`]). A client that is removed unsubscribes from each channel
@@ -94,7 +101,8 @@ pub enum Event {
         /// The new client id.
         client_id: String,
     },
-    /// A client subscribed to a channel (name or pattern), after every outgoing hook accepted it.
+    /// A client subscribed to a channel (name or pattern), after every outgoing hook accepted it. Not
+    /// reported again when a client subscribes to a channel it already has.
     Subscribe {
         /// The client.
         client_id: String,
