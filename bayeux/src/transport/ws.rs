@@ -42,10 +42,19 @@ async fn run(socket: WebSocket, server: Server) {
     });
     // Deliveries go out as soon as they are queued for the client that connects on this socket.
     let mut push: Option<PushGuard> = None;
-    // Each batch runs in its own task: a held /meta/connect must not stop the publishes and
-    // subscribes the client sends on the same socket meanwhile. Connects are split off into a set
-    // that is aborted when the socket closes (nobody is left to answer); everything else runs to
-    // completion, so a publish sent just before closing is not lost.
+    // Connects are split off: a held /meta/connect must not stop the publishes and subscribes the
+    // client sends on the same socket meanwhile, and they are aborted when the socket closes (nobody is
+    // left to answer). Everything else goes, in arrival order, through one worker that runs to
+    // completion: a client's publishes keep their order, and one sent just before closing is not lost.
+    let (work_tx, mut work_rx) = mpsc::channel::<Value>(256);
+    let worker = {
+        let (server, tx) = (server.clone(), tx.clone());
+        tokio::spawn(async move {
+            while let Some(batch) = work_rx.recv().await {
+                answer(server.clone(), batch, tx.clone()).await;
+            }
+        })
+    };
     let mut connects = JoinSet::new();
     while let Some(frame) = stream.next().await {
         let text = match frame {
@@ -64,7 +73,9 @@ async fn run(socket: WebSocket, server: Server) {
         };
         let (held, rest) = split_connects(value);
         if let Some(rest) = rest {
-            tokio::spawn(answer(server.clone(), rest, tx.clone()));
+            if work_tx.send(rest).await.is_err() {
+                break;
+            }
         }
         if let Some(held) = held {
             if let Some(id) = connecting_client(&held) {
@@ -79,7 +90,8 @@ async fn run(socket: WebSocket, server: Server) {
     // The socket is gone: held connects have no one to answer to, and deliveries go back to queueing.
     connects.abort_all();
     drop(push);
-    drop((tx, push_tx));
+    drop((tx, push_tx, work_tx));
+    let _ = worker.await;
     let _ = writer.await;
 }
 
