@@ -16,10 +16,11 @@ pub(super) fn upgrade(upgrade: WebSocketUpgrade, server: Server) -> Response {
         .max_message_size(max)
         .max_frame_size(max)
         // tungstenite allocates its read buffer up front (128 KiB by default): with thousands of
-        // mostly idle clients that dominated memory. Small Bayeux frames fit in 8 KiB; bigger ones
-        // still work, they just take more reads.
-        .read_buffer_size(8 * 1024)
-        .write_buffer_size(8 * 1024)
+        // mostly idle clients that dominated memory. Typical Bayeux frames fit in 4 KiB; bigger ones
+        // still work, they just take more reads. Each send is a whole batch, so nothing is gained by
+        // buffering writes either: write every frame at once.
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| run(socket, server))
 }
 
