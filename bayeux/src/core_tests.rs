@@ -16,7 +16,7 @@ pub(crate) fn server_with(extensions: Vec<Arc<dyn Extension>>) -> Server {
     b.build().unwrap()
 }
 
-fn server() -> Server {
+pub(crate) fn server() -> Server {
     server_with(Vec::new())
 }
 
@@ -465,26 +465,4 @@ async fn batches_answer_in_order_with_connect_last() {
     .await;
     let channels: Vec<_> = r.iter().map(|m| m["channel"].as_str().unwrap()).collect();
     assert_eq!(channels, ["/meta/subscribe", "/b", "/meta/connect", "/b"]);
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_new_connect_releases_the_older_one() {
-    let s = server();
-    let a = handshake(&s).await;
-    let connect =
-        json!({"channel": "/meta/connect", "clientId": a, "connectionType": "long-polling"});
-    let (s1, c1) = (s.clone(), connect.clone());
-    let first = tokio::spawn(async move { send(&s1, c1).await });
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let (s2, c2) = (s.clone(), connect.clone());
-    let second = tokio::spawn(async move { send(&s2, c2).await });
-    let r = tokio::time::timeout(Duration::from_secs(1), first)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(r.len(), 1, "released without deliveries");
-    subscribe(&s, &a, json!("/n")).await;
-    publish(&s, &a, "/n", json!(1)).await;
-    let r = second.await.unwrap();
-    assert_eq!(r[1]["data"], 1, "the newer connect gets the message");
 }

@@ -17,7 +17,7 @@
 //! - [`channel`]: channel grammar, `/meta/` and `/service/`, wildcard expansion.
 //! - [`error`]: the one [`Error`] enum and its Bayeux error strings (`401:id:Unknown client`).
 //! - [`config`]: [`Config`], every field documenting its default.
-//! - `server` and `meta`: the protocol core, [`Server`]. Messages in, replies and deliveries out; no
+//! - `server` and `meta`: the protocol core, [`Server`] (and [`WeakServer`]). Messages in, replies and deliveries out; no
 //!   I/O, so it is unit-tested without sockets (tests in `core_tests`).
 //! - `push`: [`Server::push_deliveries`], deliveries sent the moment they are queued, for transports
 //!   that can write at any time (WebSocket).
@@ -46,6 +46,8 @@ pub mod transport;
 mod core_tests;
 #[cfg(test)]
 mod ext_tests;
+#[cfg(test)]
+mod handle_tests;
 
 pub use config::Config;
 pub use engine::{Engine, MemoryEngine};
@@ -54,5 +56,5 @@ pub use extension::{Context, Direction, DisconnectReason, Event, Extension, Unsu
 pub use message::Message;
 pub use outbound::Outbound;
 pub use push::PushGuard;
-pub use server::{Server, ServerBuilder};
+pub use server::{Server, ServerBuilder, WeakServer};
 pub use transport::router;

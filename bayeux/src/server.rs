@@ -31,6 +31,17 @@ pub(crate) struct Inner {
     pub(crate) pushing: crate::push::Pushing,
 }
 
+/// A [`Server`] handle that does not keep it alive; see [`Server::downgrade`].
+#[derive(Clone)]
+pub struct WeakServer(Weak<Inner>);
+
+impl WeakServer {
+    /// The server, unless every strong handle to it is gone.
+    pub fn upgrade(&self) -> Option<Server> {
+        self.0.upgrade().map(|inner| Server { inner })
+    }
+}
+
 /// Builds a [`Server`]: `Server::builder().config(c).extension(e).build()`.
 #[derive(Default)]
 pub struct ServerBuilder {
@@ -167,6 +178,23 @@ impl Server {
     pub async fn deliver_local(&self, message: Message) -> Result<(), Error> {
         check_publishable(&message)?;
         self.inner.engine.publish_local(&strip(message)).await
+    }
+
+    /// Delivers a message to one client, whatever its subscriptions (through the outgoing hooks like
+    /// any delivery); `Ok(false)` if the client is unknown. For per-client corrections, such as resending
+    /// a roster to a client that missed updates.
+    pub async fn deliver_to(&self, client_id: &str, message: Message) -> Result<bool, Error> {
+        check_publishable(&message)?;
+        self.inner
+            .engine
+            .queue_for(client_id, &strip(message))
+            .await
+    }
+
+    /// A handle that does not keep the server alive: for extensions (which the server owns, so a
+    /// strong handle inside one would be a reference cycle) and background tasks.
+    pub fn downgrade(&self) -> WeakServer {
+        WeakServer(Arc::downgrade(&self.inner))
     }
 
     /// Removes every client inactive for longer than [`Config::inactivity`], reporting an unsubscribe

@@ -16,6 +16,7 @@ pub async fn run<E: Engine, F: Fn() -> E>(make: F) {
     routing(&make()).await;
     wildcards(&make()).await;
     local_publish(&make()).await;
+    direct(&make()).await;
     destroy(&make()).await;
     inactivity(&make()).await;
 }
@@ -144,6 +145,22 @@ async fn local_publish(e: &dyn Engine) {
         1,
         "local subscribers get local deliveries"
     );
+}
+
+async fn direct(e: &dyn Engine) {
+    let a = e.create_client().await.unwrap();
+    let msg = Message::publish("/anything", json!("for a"));
+    assert!(
+        e.queue_for(&a, &msg).await.unwrap(),
+        "queue_for a live client"
+    );
+    assert!(
+        !e.queue_for("nope", &msg).await.unwrap(),
+        "queue_for an unknown client"
+    );
+    let q = e.take_queue(&a).await.unwrap();
+    assert_eq!(q.len(), 1, "queued without a subscription");
+    assert_eq!(q[0].message(), &msg);
 }
 
 async fn destroy(e: &dyn Engine) {

@@ -194,6 +194,16 @@ impl Engine for MemoryEngine {
         Ok(())
     }
 
+    async fn queue_for(&self, client_id: &str, message: &Message) -> Result<bool, Error> {
+        let mut state = self.lock();
+        let Some(client) = state.clients.get_mut(client_id) else {
+            return Ok(false);
+        };
+        client.queue.push(Outbound::new(message.clone()));
+        client.signal.notify_one();
+        Ok(true)
+    }
+
     async fn take_queue(&self, client_id: &str) -> Result<Vec<Outbound>, Error> {
         Ok(self
             .lock()

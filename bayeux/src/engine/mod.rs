@@ -62,6 +62,10 @@ pub trait Engine: Send + Sync + 'static {
     /// every process receives anyway (like a roster diff from Redis) is delivered exactly once.
     async fn publish_local(&self, message: &Message) -> Result<(), Error>;
 
+    /// Queues `message` for one client whatever its subscriptions (e.g. to resend a roster to a client
+    /// that missed diffs); `Ok(false)` for an unknown client.
+    async fn queue_for(&self, client_id: &str, message: &Message) -> Result<bool, Error>;
+
     /// Takes every message queued for the client, oldest first.
     async fn take_queue(&self, client_id: &str) -> Result<Vec<Outbound>, Error>;
 

@@ -1,0 +1,48 @@
+//! Unit tests of the server handles and connect bookkeeping: a new connect releases an older one,
+//! per-client delivery, weak handles.
+
+use crate::core_tests::{handshake, poll, publish, send, server, subscribe};
+use crate::Message;
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test(start_paused = true)]
+async fn a_new_connect_releases_the_older_one() {
+    let s = server();
+    let a = handshake(&s).await;
+    let connect =
+        json!({"channel": "/meta/connect", "clientId": a, "connectionType": "long-polling"});
+    let (s1, c1) = (s.clone(), connect.clone());
+    let first = tokio::spawn(async move { send(&s1, c1).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (s2, c2) = (s.clone(), connect.clone());
+    let second = tokio::spawn(async move { send(&s2, c2).await });
+    let r = tokio::time::timeout(Duration::from_secs(1), first)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.len(), 1, "released without deliveries");
+    subscribe(&s, &a, json!("/n")).await;
+    publish(&s, &a, "/n", json!(1)).await;
+    let r = second.await.unwrap();
+    assert_eq!(r[1]["data"], 1, "the newer connect gets the message");
+}
+
+#[tokio::test]
+async fn deliver_to_one_client_and_weak_handles() {
+    let s = server();
+    let a = handshake(&s).await;
+    let b = handshake(&s).await;
+    let msg = Message::publish("/roster/fix", json!({"k": 1}));
+    assert!(s.deliver_to(&a, msg.clone()).await.unwrap());
+    assert!(!s.deliver_to("ghost", msg).await.unwrap());
+    assert_eq!(
+        poll(&s, &a).await.1,
+        vec![json!({"channel": "/roster/fix", "data": {"k": 1}})]
+    );
+    assert!(poll(&s, &b).await.1.is_empty());
+    let weak = s.downgrade();
+    assert!(weak.upgrade().is_some());
+    drop(s);
+    assert!(weak.upgrade().is_none());
+}
