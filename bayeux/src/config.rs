@@ -28,6 +28,9 @@ pub struct Config {
     pub max_body: usize,
     /// Where the transports are mounted; the whole subtree is served. Default: `/faye`.
     pub mount: String,
+    /// Longest one extension hook may run; past it the hook counts as failed (a `500` error on the
+    /// message) so that a hung hook cannot hang requests. Default: 10 s.
+    pub hook_timeout: Duration,
 }
 
 impl Default for Config {
@@ -38,6 +41,7 @@ impl Default for Config {
             inactivity: Duration::ZERO,
             max_body: 1 << 20,
             mount: "/faye".into(),
+            hook_timeout: Duration::from_secs(10),
         }
         .with_timeout(Duration::from_secs(30))
     }
@@ -69,6 +73,12 @@ impl Config {
         self
     }
 
+    /// Sets `hook_timeout`.
+    pub fn with_hook_timeout(mut self, hook_timeout: Duration) -> Self {
+        self.hook_timeout = hook_timeout;
+        self
+    }
+
     /// Sets `mount`.
     pub fn with_mount(mut self, mount: impl Into<String>) -> Self {
         self.mount = mount.into();
@@ -85,6 +95,9 @@ impl Config {
             // A client holding a connect is pinged only when the connect starts and ends, so a
             // shorter inactivity would remove clients in the middle of a long poll.
             return bad("inactivity must exceed timeout");
+        }
+        if self.hook_timeout.is_zero() {
+            return bad("hook_timeout must be positive");
         }
         if self.max_body < 1024 {
             return bad("max_body must be at least 1024 bytes");

@@ -241,3 +241,26 @@ async fn extensions_can_opt_out_of_deliveries() {
     publish(&s, &c, "/fast", json!(1)).await;
     assert_eq!(poll(&s, &c).await.1.len(), 1);
 }
+
+/// Never finishes its hook on `/slow`.
+struct Hang;
+
+#[async_trait]
+impl Extension for Hang {
+    async fn incoming(&self, m: Message, _: Context<'_>) -> Result<Option<Message>, Error> {
+        if m.channel == "/slow" {
+            std::future::pending::<()>().await;
+        }
+        Ok(Some(m))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_hook_times_out_instead_of_hanging_the_request() {
+    let s = server_with(vec![Arc::new(Hang)]);
+    let c = handshake(&s).await;
+    let start = tokio::time::Instant::now();
+    let r = publish(&s, &c, "/slow", json!(1)).await;
+    assert_eq!(error_of(&r), "500::Internal server error");
+    assert_eq!(start.elapsed(), std::time::Duration::from_secs(10));
+}

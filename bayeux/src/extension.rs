@@ -12,7 +12,8 @@
 //! - `Ok(None)`: the message is dropped (an incoming message is ignored and gets no reply; a reply or a
 //!   delivery is not sent);
 //! - `Err(error)`: like setting `error` to [`Error::to_bayeux`]. A hook that panics is caught and
-//!   counts as `Err(Error::Internal)`: no hook can take the server down.
+//!   counts as `Err(Error::Internal)`: no hook can take the server down. So does a hook that runs
+//!   longer than [`crate::Config::hook_timeout`]: no hook can hang a request.
 //!
 //! # Hooking subscriptions (what a presence extension needs)
 //! `/meta/subscribe` runs as: incoming hooks on the request → the server validates and subscribes the
@@ -42,6 +43,7 @@ use async_trait::async_trait;
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Which way a message is going through the hooks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,14 +159,19 @@ pub trait Extension: Send + Sync + 'static {
 }
 
 /// The registered extensions, run as one pipeline.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub(crate) struct Pipeline {
     extensions: Vec<Arc<dyn Extension>>,
+    /// Longest a single hook may run before it counts as failed.
+    hook_timeout: Duration,
 }
 
 impl Pipeline {
-    pub(crate) fn new(extensions: Vec<Arc<dyn Extension>>) -> Self {
-        Pipeline { extensions }
+    pub(crate) fn new(extensions: Vec<Arc<dyn Extension>>, hook_timeout: Duration) -> Self {
+        Pipeline {
+            extensions,
+            hook_timeout,
+        }
     }
 
     /// Runs `message` through every extension's hook for its direction. `Err` and panics become the
@@ -179,13 +186,19 @@ impl Pipeline {
                 Direction::Incoming => ext.incoming(message, ctx),
                 Direction::Reply | Direction::Delivery => ext.outgoing(message, ctx),
             };
-            message = match AssertUnwindSafe(hook).catch_unwind().await {
-                Ok(Ok(Some(m))) => m,
-                Ok(Ok(None)) => return None,
-                Ok(Err(e)) => reject(snapshot, &e),
-                Err(_) => {
+            let guarded = AssertUnwindSafe(hook).catch_unwind();
+            message = match tokio::time::timeout(self.hook_timeout, guarded).await {
+                Ok(Ok(Ok(Some(m)))) => m,
+                Ok(Ok(Ok(None))) => return None,
+                Ok(Ok(Err(e))) => reject(snapshot, &e),
+                Ok(Err(_)) => {
                     tracing::error!(channel = %snapshot.channel, "extension hook panicked");
                     reject(snapshot, &Error::Internal("extension panicked".into()))
+                }
+                // A hung hook (say, a Redis call that never returns) must not hang the request.
+                Err(_) => {
+                    tracing::error!(channel = %snapshot.channel, "extension hook timed out");
+                    reject(snapshot, &Error::Internal("extension timed out".into()))
                 }
             };
         }
@@ -197,15 +210,14 @@ impl Pipeline {
         self.extensions.iter().any(|e| e.sees_deliveries())
     }
 
-    /// Hands `event` to every extension in order; a panicking listener is logged and skipped.
+    /// Hands `event` to every extension in order; a panicking or hung listener is logged and skipped.
     pub(crate) async fn event(&self, event: &Event) {
         for ext in &self.extensions {
-            if AssertUnwindSafe(ext.event(event))
-                .catch_unwind()
-                .await
-                .is_err()
-            {
-                tracing::error!(?event, "extension event hook panicked");
+            let guarded = AssertUnwindSafe(ext.event(event)).catch_unwind();
+            match tokio::time::timeout(self.hook_timeout, guarded).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => tracing::error!(?event, "extension event hook panicked"),
+                Err(_) => tracing::error!(?event, "extension event hook timed out"),
             }
         }
     }

@@ -73,11 +73,12 @@ impl ServerBuilder {
     pub fn build(self) -> Result<Server, Error> {
         self.config.validate()?;
         let (events, _) = broadcast::channel(1024);
+        let pipeline = Pipeline::new(self.extensions, self.config.hook_timeout);
         Ok(Server {
             inner: Arc::new(Inner {
                 config: self.config,
                 engine: self.engine.unwrap_or_else(|| Arc::new(MemoryEngine::new())),
-                pipeline: Pipeline::new(self.extensions),
+                pipeline,
                 events,
                 held: Default::default(),
                 pushing: Default::default(),
