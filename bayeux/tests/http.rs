@@ -239,3 +239,43 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// A long-poll whose client went away must not swallow messages: they wait for the next connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_long_poll_does_not_take_messages() {
+    let t = common::start(Duration::from_secs(5)).await;
+    let addr = t
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/faye")
+        .to_owned();
+    let hs = raw_post(&addr, &handshake_json()).await;
+    let id = hs[0]["clientId"].as_str().unwrap().to_owned();
+    let sub = json!([{"channel": "/meta/subscribe", "clientId": id, "subscription": "/gone"}]);
+    assert_eq!(
+        raw_post(&addr, &sub.to_string()).await[0]["successful"],
+        true
+    );
+    // Send a connect and hang up without reading the answer.
+    let connect =
+        json!([{"channel": "/meta/connect", "clientId": id, "connectionType": "long-polling"}]);
+    let body = connect.to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let req = format!(
+        "POST /faye HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    // Nothing observable says "the connect is now held" or "the server saw the hang-up", so these
+    // two pauses are the one place timing is assumed; if they were too short the test would fail
+    // (the message would go to the abandoned connect), never pass wrongly.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let publish = json!([{"channel": "/gone", "clientId": id, "data": "kept"}]);
+    raw_post(&addr, &publish.to_string()).await;
+    let again = json!([{"channel": "/meta/connect", "clientId": id, "connectionType": "long-polling",
+        "advice": {"timeout": 0}}]);
+    let r = raw_post(&addr, &again.to_string()).await;
+    assert_eq!(r.get(1).map(|m| &m["data"]), Some(&json!("kept")), "{r:?}");
+}
