@@ -9,7 +9,7 @@ use serde_json::json;
 use std::time::Duration;
 
 async fn cometd(transport: &str) {
-    let t = start(Duration::from_secs(2)).await;
+    let t = start(Duration::from_secs(5)).await;
     let prefix = unique_prefix("cometd");
     let r = run_node("cometd_client.mjs", &[&t.url, transport, &prefix]).await;
     assert_eq!(r["aTypes"], json!([transport]), "{r}");
