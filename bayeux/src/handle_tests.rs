@@ -1,7 +1,7 @@
 //! Unit tests of the server handles and connect bookkeeping: a new connect releases an older one,
-//! per-client delivery, weak handles.
+//! per-client delivery, weak handles; and the unsubscribe/disconnect error paths.
 
-use crate::core_tests::{handshake, poll, publish, send, server, subscribe};
+use crate::core_tests::{error_of, handshake, poll, publish, send, server, subscribe};
 use crate::Message;
 use serde_json::json;
 use std::time::Duration;
@@ -45,4 +45,39 @@ async fn deliver_to_one_client_and_weak_handles() {
     assert!(weak.upgrade().is_some());
     drop(s);
     assert!(weak.upgrade().is_none());
+}
+
+#[tokio::test]
+async fn unsubscribe_and_disconnect_errors() {
+    let s = server();
+    let a = handshake(&s).await;
+    let unsub = |client: &str, sub: serde_json::Value| json!({"channel": "/meta/unsubscribe", "clientId": client, "subscription": sub});
+    let r = send(&s, unsub("ghost", json!("/a"))).await;
+    assert_eq!(error_of(&r[0]), "401:ghost:Unknown client");
+    assert_eq!(r[0]["advice"]["reconnect"], "handshake");
+    let r = send(&s, json!({"channel": "/meta/unsubscribe", "clientId": a})).await;
+    assert_eq!(
+        error_of(&r[0]),
+        "402:subscription:Missing required parameter"
+    );
+    let r = send(&s, unsub(&a, json!(["/a", "b/"]))).await;
+    assert_eq!(error_of(&r[0]), "405:b/:Invalid channel");
+    let r = send(&s, unsub(&a, json!("/never-subscribed"))).await;
+    assert_eq!(
+        r[0]["successful"], true,
+        "unsubscribing from nothing is fine"
+    );
+    let r = send(&s, json!({"channel": "/meta/disconnect"})).await;
+    assert_eq!(error_of(&r[0]), "401::Unknown client");
+}
+
+#[tokio::test]
+async fn handshake_event_is_reported() {
+    let s = server();
+    let mut events = s.events();
+    let a = handshake(&s).await;
+    assert_eq!(
+        events.try_recv().unwrap(),
+        crate::Event::Handshake { client_id: a }
+    );
 }
