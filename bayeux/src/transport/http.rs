@@ -58,12 +58,8 @@ async fn post(server: Server, request: Request) -> Response {
     };
     // Faye's old-browser transports post `message=<json>` as a form; accept that shape too.
     let json = if is_form || bytes.starts_with(b"message=") {
-        let form: HashMap<String, String> = match serde_urlencoded_pairs(&bytes) {
-            Some(form) => form,
-            None => return bad_request("form body is not UTF-8"),
-        };
-        match form.get("message") {
-            Some(m) => m.clone().into_bytes(),
+        match form_field(&bytes, "message") {
+            Some(m) => m,
             None => return bad_request("form body has no message field"),
         }
     } else {
@@ -75,15 +71,29 @@ async fn post(server: Server, request: Request) -> Response {
     }
 }
 
-fn serde_urlencoded_pairs(bytes: &[u8]) -> Option<HashMap<String, String>> {
-    std::str::from_utf8(bytes).ok()?;
-    Query::<HashMap<String, String>>::try_from_uri(
-        &format!("/?{}", String::from_utf8_lossy(bytes))
-            .parse()
-            .ok()?,
-    )
-    .ok()
-    .map(|q| q.0)
+/// The value of `name` in an `application/x-www-form-urlencoded` body (`+` is a space, `%XX` a byte).
+fn form_field(body: &[u8], name: &str) -> Option<Vec<u8>> {
+    let pair = body
+        .split(|&b| b == b'&')
+        .find(|pair| pair.starts_with(name.as_bytes()) && pair.get(name.len()) == Some(&b'='))?;
+    let raw = &pair[name.len() + 1..];
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(raw.len());
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hi = raw.get(i + 1).copied().and_then(hex)?;
+                let lo = raw.get(i + 2).copied().and_then(hex)?;
+                out.push(hi << 4 | lo);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    Some(out)
 }
 
 async fn get(server: Server, request: Request) -> Response {
@@ -158,7 +168,18 @@ fn json_response(body: &str) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use super::valid_callback;
+    use super::{form_field, valid_callback};
+
+    #[test]
+    fn form_fields() {
+        let body = b"jsonp=x&message=%5B%7B%22a%22%3A+1%7D%5D&z";
+        assert_eq!(form_field(body, "message").unwrap(), br#"[{"a": 1}]"#);
+        assert_eq!(form_field(body, "jsonp").unwrap(), b"x");
+        assert_eq!(form_field(body, "messag"), None);
+        assert_eq!(form_field(body, "z"), None);
+        assert_eq!(form_field(b"message=%zz", "message"), None);
+        assert_eq!(form_field(b"message=%4", "message"), None);
+    }
 
     #[test]
     fn jsonp_callback_names() {
