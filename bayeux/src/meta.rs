@@ -46,6 +46,16 @@ impl HeldConnects {
     }
 }
 
+impl HeldConnects {
+    /// Answers the client's held connect now (e.g. the client is gone and must be told to handshake).
+    pub(crate) fn release(&self, client_id: &str) {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, release)) = slots.get(client_id) {
+            release.notify_one();
+        }
+    }
+}
+
 impl Drop for HoldGuard<'_> {
     fn drop(&mut self) {
         let mut slots = self.held.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -167,10 +177,13 @@ impl Server {
                 }
             }
             if !engine.client_exists(&client_id).await? {
-                // Disconnected or timed out while we held its connect.
-                return Err(Error::ClientUnknown(client_id));
+                break Vec::new();
             }
         };
+        if !engine.client_exists(&client_id).await? {
+            // Disconnected or removed while we held its connect: it must handshake again.
+            return Err(Error::ClientUnknown(client_id));
+        }
         engine.ping(&client_id).await?;
         let mut reply = reply_to(m);
         reply.successful = Some(true);

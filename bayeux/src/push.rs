@@ -77,6 +77,9 @@ impl Server {
                 };
                 if queued.is_empty() {
                     if !engine.client_exists(&id).await.unwrap_or(false) {
+                        // The client was removed: answer its heartbeat connect now, with the
+                        // 401 that sends it to handshake again, rather than at the timeout.
+                        server.inner.held.release(&id);
                         return;
                     }
                     signal.notified().await;
@@ -148,6 +151,28 @@ mod tests {
         assert_eq!(
             r[1]["data"], 3,
             "after the push stops, connects deliver again"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn removing_a_pushed_client_answers_its_connect_at_once() {
+        let s = Server::builder().build().unwrap();
+        let a = handshake(&s).await;
+        let (tx, _rx) = mpsc::channel(8);
+        let _guard = s.push_deliveries(&a, tx);
+        let connect =
+            json!({"channel": "/meta/connect", "clientId": a, "connectionType": "websocket"});
+        let s2 = s.clone();
+        let held = tokio::spawn(async move { send(&s2, connect).await });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let start = tokio::time::Instant::now();
+        s.engine().destroy_client(&a).await.unwrap();
+        let r = held.await.unwrap();
+        assert_eq!(r[0]["error"], format!("401:{a}:Unknown client"));
+        assert_eq!(r[0]["advice"]["reconnect"], "handshake");
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "answered at once, not at the timeout"
         );
     }
 }

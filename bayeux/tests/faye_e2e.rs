@@ -143,3 +143,51 @@ async fn faye_browser_over_cross_origin_long_polling() {
 async fn faye_browser_over_callback_polling() {
     browser("callback-polling").await;
 }
+
+/// A client whose session the server dropped (as after a timeout it did not notice) is told to
+/// handshake again, does, resubscribes, and receives again.
+async fn client_rehandshakes(transport: &str) {
+    let t = start(Duration::from_secs(5)).await;
+    let channel = unique_prefix("again");
+    let mut child = spawn_node("faye_rehandshake.js", &[&t.url, transport, &channel]);
+    let old = read_line_with(&mut child, "READY ").await;
+    assert!(t
+        .server
+        .engine()
+        .destroy_client(&old)
+        .await
+        .unwrap()
+        .is_some());
+    let resubscribed = |evs: &[Event]| {
+        evs.iter().any(|e| {
+            matches!(e, Event::Subscribe { client_id, channel: ch }
+                if *client_id != old && *ch == channel)
+        })
+    };
+    t.ext
+        .wait_for("resubscribe under a new id", resubscribed)
+        .await;
+    let msg = bayeux::Message::publish(channel.as_str(), serde_json::json!("after"));
+    t.server.publish(msg).await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("script ends")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("RESULT"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_polling_client_rehandshakes() {
+    client_rehandshakes("long-polling").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_client_rehandshakes() {
+    client_rehandshakes("websocket").await;
+}
