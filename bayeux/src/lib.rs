@@ -17,8 +17,9 @@
 //! - [`channel`]: channel grammar, `/meta/` and `/service/`, wildcard expansion.
 //! - [`error`]: the one [`Error`] enum and its Bayeux error strings (`401:id:Unknown client`).
 //! - [`config`]: [`Config`], every field documenting its default.
-//! - `server` and `meta`: the protocol core, [`Server`] (and [`WeakServer`]). Messages in, replies and deliveries out; no
-//!   I/O, so it is unit-tested without sockets (tests in `core_tests`).
+//! - `server` and `meta`: the protocol core, [`Server`] (and [`WeakServer`]). Messages in, replies and
+//!   deliveries out; no I/O, so it is unit-tested without sockets (`core_tests`, `ext_tests`,
+//!   `handle_tests`), with paused tokio time for connect holds and inactivity.
 //! - `push`: [`Server::push_deliveries`], deliveries sent the moment they are queued, for transports
 //!   that can write at any time (WebSocket).
 //! - [`engine`]: the [`Engine`] trait (clients, subscriptions, queues, routing), the in-memory
