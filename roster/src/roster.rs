@@ -13,7 +13,7 @@ use crate::op::Op;
 pub type Bytes = Arc<[u8]>;
 
 /// What happened to a member.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum EventKind {
     /// The id appeared on the channel (its first connection joined).
     Join,

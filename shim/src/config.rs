@@ -1,0 +1,130 @@
+//! [`Config`]: what the host program decides.
+
+use std::time::Duration;
+
+use crate::error::ShimError;
+
+/// What a member's value is, in rosters and roster messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ValueMode {
+    /// The member's `data` (`null` if it sent none). The default.
+    #[default]
+    Data,
+    /// The whole `ext.presence` object the member sent (`{id, data}`), which is what faye-presence 0.0.3
+    /// actually put in its messages: for front ends moving over unchanged.
+    Object,
+}
+
+/// The presence configuration. Every field documents its default; [`Config::validate`] checks it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Redis servers with the presence module, as `redis://` URLs. Each channel lives on one of them,
+    /// chosen by a jump hash of its name (adding a server moves about 1/n of the channels). Default: none;
+    /// exactly one of `servers` and `cluster` must be set.
+    pub servers: Vec<String>,
+    /// Seed URLs of a Redis Cluster whose nodes all load the module. Default: none.
+    pub cluster: Vec<String>,
+    /// Channels whose names start with this are presence channels. Default `/presence/`.
+    pub prefix: String,
+    /// How long a connection stays present without a touch; the shim touches every `ttl / 3`, so a
+    /// crashed server's members are gone within `ttl`. Default 30 s.
+    pub ttl: Duration,
+    /// The member value in rosters and messages. Default [`ValueMode::Data`].
+    pub value: ValueMode,
+    /// With a secret, a subscribe must carry a token signed by the app's backend
+    /// ([`crate::identity`]); without one, a client's claimed id is trusted, as in faye-presence.
+    /// Default: none.
+    pub secret: Option<Vec<u8>>,
+    /// How long to wait for Redis before failing a subscribe. Default 2 s.
+    pub timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            servers: Vec::new(),
+            cluster: Vec::new(),
+            prefix: "/presence/".into(),
+            ttl: Duration::from_secs(30),
+            value: ValueMode::Data,
+            secret: None,
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Config {
+    /// A configuration for these servers, everything else default.
+    pub fn with_servers<S: Into<String>>(servers: impl IntoIterator<Item = S>) -> Self {
+        Config {
+            servers: servers.into_iter().map(Into::into).collect(),
+            ..Config::default()
+        }
+    }
+
+    /// Checks the configuration.
+    pub fn validate(&self) -> Result<(), ShimError> {
+        let bad = |why: &str| Err(ShimError::Config(why.into()));
+        match (self.servers.is_empty(), self.cluster.is_empty()) {
+            (true, true) => return bad("give Redis servers or a cluster"),
+            (false, false) => return bad("give Redis servers or a cluster, not both"),
+            _ => {}
+        }
+        if !self.prefix.starts_with('/')
+            || !self.prefix.ends_with('/')
+            || self.prefix.starts_with("/meta/")
+        {
+            return bad("the prefix must start and end with '/' and not be under /meta/");
+        }
+        if self.ttl < Duration::from_millis(300) || self.ttl > Duration::from_secs(24 * 3600) {
+            return bad("the TTL must be from 300 ms to 24 h");
+        }
+        if self.timeout.is_zero() {
+            return bad("the Redis timeout must not be zero");
+        }
+        if self.secret.as_ref().is_some_and(Vec::is_empty) {
+            return bad("the secret must not be empty");
+        }
+        Ok(())
+    }
+
+    /// Whether `channel` is a presence channel.
+    pub fn is_presence_channel(&self, channel: &str) -> bool {
+        channel.starts_with(&self.prefix)
+    }
+
+    /// How often the shim touches its connections.
+    pub fn touch_interval(&self) -> Duration {
+        self.ttl / 3
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_problem() {
+        assert!(Config::with_servers(["redis://127.0.0.1"])
+            .validate()
+            .is_ok());
+        let err = |c: Config| c.validate().unwrap_err().to_string();
+        assert!(err(Config::default()).contains("give Redis servers"));
+        let both = Config {
+            cluster: vec!["redis://127.0.0.1:7000".into()],
+            ..Config::with_servers(["redis://127.0.0.1"])
+        };
+        assert!(err(both).contains("not both"));
+        let prefix = Config {
+            prefix: "/meta/x/".into(),
+            ..Config::with_servers(["redis://127.0.0.1"])
+        };
+        assert!(err(prefix).contains("prefix"));
+        let ttl = Config {
+            ttl: Duration::from_millis(10),
+            ..Config::with_servers(["redis://127.0.0.1"])
+        };
+        assert!(err(ttl).contains("TTL"));
+    }
+}

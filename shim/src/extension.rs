@@ -1,0 +1,156 @@
+//! [`PresenceExtension`]: the shim as a `bayeux` server extension.
+//!
+//! - `/meta/subscribe` to a presence channel: after the server accepted the subscription (the reply's
+//!   outgoing hook), [`Presence::subscribe`]; its roster goes into the reply's `ext.presence`, its error
+//!   into the reply's `error`, which makes the server undo the subscription.
+//! - Unsubscribe, disconnect and timeout events: [`Presence::unsubscribe`].
+//! - Deliveries on presence channels pass [`Presence::admits`].
+//! - Clients may not publish on presence channels, nor subscribe to them with wildcards.
+
+use async_trait::async_trait;
+use bayeux::{Context, Direction, Event, Extension, Message};
+use serde_json::Value;
+
+use crate::error::ShimError;
+use crate::presence::Presence;
+
+/// Presence as a Bayeux extension.
+pub struct PresenceExtension {
+    presence: Presence,
+}
+
+impl PresenceExtension {
+    /// Wraps a started [`Presence`].
+    pub fn new(presence: Presence) -> Self {
+        PresenceExtension { presence }
+    }
+
+    fn is_presence(&self, channel: &str) -> bool {
+        self.presence.config().is_presence_channel(channel)
+    }
+
+    /// The presence channels named by a subscribe, and whether one of them is a wildcard.
+    fn presence_subscriptions(&self, message: &Message) -> Vec<String> {
+        let names: Vec<&str> = match &message.subscription {
+            Some(Value::String(one)) => vec![one.as_str()],
+            Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        names
+            .into_iter()
+            .filter(|c| self.is_presence(c))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn reject(mut message: Message, error: ShimError, channel: &str) -> Message {
+    message.error = Some(error.to_bayeux(channel));
+    message
+}
+
+#[async_trait]
+impl Extension for PresenceExtension {
+    async fn incoming(
+        &self,
+        message: Message,
+        _ctx: Context<'_>,
+    ) -> Result<Option<Message>, bayeux::Error> {
+        if message.channel == "/meta/subscribe" {
+            let channels = self.presence_subscriptions(&message);
+            if let Some(wild) = channels
+                .iter()
+                .find(|c| c.ends_with("/*") || c.ends_with("/**"))
+            {
+                let wild = wild.clone();
+                return Ok(Some(reject(message, ShimError::Wildcard, &wild)));
+            }
+            if channels.len() > 1
+                || (channels.len() == 1
+                    && matches!(message.subscription, Some(Value::Array(ref a)) if a.len() > 1))
+            {
+                let first = channels[0].clone();
+                return Ok(Some(reject(
+                    message,
+                    ShimError::Stream("subscribe to one presence channel at a time".into()),
+                    &first,
+                )));
+            }
+        } else if !message.channel.starts_with("/meta/") && self.is_presence(&message.channel) {
+            let channel = message.channel.clone();
+            return Ok(Some(reject(message, ShimError::PublishForbidden, &channel)));
+        }
+        Ok(Some(message))
+    }
+
+    async fn outgoing(
+        &self,
+        mut message: Message,
+        ctx: Context<'_>,
+    ) -> Result<Option<Message>, bayeux::Error> {
+        match ctx.direction {
+            Direction::Delivery => {
+                let admitted = ctx
+                    .client_id
+                    .is_none_or(|client| self.presence.admits(client, &message));
+                Ok(admitted.then_some(message))
+            }
+            Direction::Reply
+                if message.channel == "/meta/subscribe" && message.successful == Some(true) =>
+            {
+                let (Some(request), Some(client)) = (ctx.request, ctx.client_id) else {
+                    return Ok(Some(message));
+                };
+                let Some(channel) = self.presence_subscriptions(request).into_iter().next() else {
+                    return Ok(Some(message));
+                };
+                match self
+                    .presence
+                    .subscribe(client, &channel, request.ext.as_ref())
+                    .await
+                {
+                    Ok(presence) => {
+                        let ext = message
+                            .ext
+                            .get_or_insert_with(|| Value::Object(Default::default()));
+                        if let Value::Object(ext) = ext {
+                            ext.insert("presence".into(), presence);
+                        }
+                        Ok(Some(message))
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, client, channel, "presence subscribe refused");
+                        Ok(Some(reject(message, error, &channel)))
+                    }
+                }
+            }
+            _ => Ok(Some(message)),
+        }
+    }
+
+    async fn event(&self, event: &Event) {
+        if let Event::Unsubscribe {
+            client_id, channel, ..
+        } = event
+        {
+            if self.is_presence(channel) {
+                self.presence.unsubscribe(client_id, channel).await;
+            }
+        }
+    }
+}
+
+/// Delivers roster messages through a `bayeux` server to its local subscribers.
+pub struct LocalDelivery(pub std::sync::OnceLock<bayeux::Server>);
+
+#[async_trait]
+impl crate::presence::Deliver for LocalDelivery {
+    async fn deliver(&self, message: Message) {
+        let Some(server) = self.0.get() else {
+            return;
+        };
+        if let Err(error) = server.deliver_local(message).await {
+            tracing::warn!(%error, "a roster message could not be delivered");
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Presence channels for the `bayeux` server: faye-presence's protocol, with rosters kept in Redis by
+//! the presence module, one atomic command per change.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = presence_shim::Config::with_servers(["redis://127.0.0.1:6379"]);
+//! let server = presence_shim::serve(config, bayeux::Config::default()).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//! axum::serve(listener, bayeux::router(server)).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - [`presence`]: [`Presence`], the server-agnostic core: subscribe → join, unsubscribe → leave,
+//!   the per-channel views, the relay and the touch loop. Talks to a host through [`Deliver`].
+//! - [`extension`]: [`PresenceExtension`], the adapter for the `bayeux` server.
+//! - [`store`]: the module's commands on the server (or cluster) that owns each channel.
+//! - [`stream`]: one shard pub/sub connection per server, with resync after a gap.
+//! - [`view`], [`claim`], [`message`], [`route`], [`identity`]: pure parts: the roster as told, the
+//!   subscriber's claim, faye-presence's message format, jump-hash routing, signed identities.
+//! - [`config`] and [`error`]: [`Config`] and [`ShimError`].
+
+pub mod claim;
+pub mod config;
+pub mod error;
+pub mod extension;
+pub mod identity;
+pub mod message;
+pub mod presence;
+pub mod route;
+pub mod store;
+pub mod stream;
+pub mod view;
+
+use std::sync::Arc;
+
+pub use config::{Config, ValueMode};
+pub use error::ShimError;
+pub use extension::PresenceExtension;
+pub use presence::{Deliver, Presence};
+
+/// Builds a `bayeux` server with presence: starts the shim, registers its extension and its sweeper.
+pub async fn serve(
+    config: Config,
+    bayeux_config: bayeux::Config,
+) -> Result<bayeux::Server, Box<dyn std::error::Error + Send + Sync>> {
+    let delivery = Arc::new(extension::LocalDelivery(std::sync::OnceLock::new()));
+    let presence = Presence::start(config, delivery.clone()).await?;
+    let server = bayeux::Server::builder()
+        .config(bayeux_config)
+        .extension(Arc::new(PresenceExtension::new(presence)))
+        .build()?;
+    let _ = delivery.0.set(server.clone());
+    server.spawn_sweeper();
+    Ok(server)
+}

@@ -1,0 +1,119 @@
+//! `faye-presence`: a Bayeux server at `/faye` with presence channels kept in Redis.
+//!
+//! With no `--redis` and no `--cluster`, it starts its own `redis-server` with the presence module (a
+//! temporary directory, a free loopback port), and stops it on exit. Every flag is also an environment
+//! variable (`FAYE_PRESENCE_*`). `RUST_LOG` sets the log filter (default `info`).
+
+mod local_redis;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use presence_shim::{Config, ValueMode};
+
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    about = "A Bayeux (Faye/CometD) server with presence channels kept in Redis"
+)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "FAYE_PRESENCE_LISTEN", default_value = "127.0.0.1:8000")]
+    listen: SocketAddr,
+    /// Path the Bayeux endpoint is mounted at (its whole subtree is served).
+    #[arg(long, env = "FAYE_PRESENCE_MOUNT", default_value = "/faye")]
+    mount: String,
+    /// A Redis server with the presence module (repeat, or separate with commas, for several: channels
+    /// are spread over them by a jump hash of the name).
+    #[arg(long = "redis", env = "FAYE_PRESENCE_REDIS", value_delimiter = ',')]
+    servers: Vec<String>,
+    /// Seed nodes of a Redis Cluster whose nodes all load the presence module.
+    #[arg(
+        long,
+        env = "FAYE_PRESENCE_CLUSTER",
+        value_delimiter = ',',
+        conflicts_with = "servers"
+    )]
+    cluster: Vec<String>,
+    /// Channels under this prefix are presence channels.
+    #[arg(long, env = "FAYE_PRESENCE_PREFIX", default_value = "/presence/")]
+    prefix: String,
+    /// Seconds a long-poll is held (Faye's `timeout`); a silent client is removed after 1.6 times this.
+    #[arg(long, env = "FAYE_PRESENCE_TIMEOUT", default_value_t = 30.0)]
+    timeout: f64,
+    /// Seconds a connection stays present without a touch; a crashed server's members leave within it.
+    #[arg(long, env = "FAYE_PRESENCE_TTL", default_value_t = 30.0)]
+    ttl: f64,
+    /// The member value in rosters: its `data`, or the whole presence object (faye-presence 0.0.3).
+    #[arg(long, env = "FAYE_PRESENCE_VALUE", value_enum, default_value = "data")]
+    value: Value,
+    /// Require subscribes to carry a token signed with this secret by the app's backend.
+    #[arg(long, env = "FAYE_PRESENCE_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// The module for the local redis-server (default: libpresence.so next to this program).
+    #[arg(long, env = "FAYE_PRESENCE_MODULE")]
+    module: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Value {
+    Data,
+    Object,
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(error) = run(Args::parse()).await {
+        eprintln!("faye-presence: {error}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let mut local = None;
+    let mut servers = args.servers;
+    if servers.is_empty() && args.cluster.is_empty() {
+        let redis = local_redis::LocalRedis::start(args.module).await?;
+        servers.push(redis.url());
+        local = Some(redis);
+    }
+    let mut config = Config::with_servers(servers);
+    config.cluster = args.cluster;
+    config.prefix = args.prefix;
+    config.ttl = seconds(args.ttl)?;
+    config.value = match args.value {
+        Value::Data => ValueMode::Data,
+        Value::Object => ValueMode::Object,
+    };
+    config.secret = args.secret.map(String::into_bytes);
+    let bayeux_config = bayeux::Config::default()
+        .with_timeout(seconds(args.timeout)?)
+        .with_mount(args.mount.clone());
+
+    let server = presence_shim::serve(config, bayeux_config).await?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let address = listener.local_addr()?;
+    // Scripts and tests wait for this line.
+    println!("listening on {address}");
+    tracing::info!("Bayeux with presence at http://{address}{}", args.mount);
+    axum::serve(listener, bayeux::router(server))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    drop(local);
+    Ok(())
+}
+
+fn seconds(value: f64) -> Result<Duration, Box<dyn std::error::Error + Send + Sync>> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| format!("not a number of seconds: {value}").into())
+}

@@ -1,0 +1,407 @@
+//! [`Presence`]: the shim's core, independent of any Bayeux server. A host calls
+//! [`Presence::subscribe`] when a client's subscription to a presence channel has succeeded,
+//! [`Presence::unsubscribe`] when it ends, and [`Presence::admits`] on each delivery; the shim hands
+//! ready-made roster messages to the host's [`Deliver`] for this process's subscribers of a channel.
+//!
+//! No roster logic lives here: the module decides who is present; this routes commands, listens to the
+//! event stream, and keeps, per channel, the view every local subscriber was told ([`ChannelView`]).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
+
+use async_trait::async_trait;
+use bayeux::Message;
+use presence_roster::Event;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use crate::claim::Claim;
+use crate::config::Config;
+use crate::error::ShimError;
+use crate::message::{rev_of, roster_json, roster_message};
+use crate::store::{Shard, Store};
+use crate::stream::{Stream, StreamSink};
+use crate::view::ChannelView;
+
+/// Hands a roster message to this process's own subscribers of its channel (never through a shared
+/// engine: every process receives the events from Redis, so each delivers them only locally).
+#[async_trait]
+pub trait Deliver: Send + Sync + 'static {
+    /// Delivers `message` to local subscribers of `message.channel`.
+    async fn deliver(&self, message: Message);
+}
+
+/// The presence shim. Cheap to clone.
+#[derive(Clone)]
+pub struct Presence {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    store: Store,
+    streams: HashMap<Shard, Stream>,
+    deliver: Arc<dyn Deliver>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    channels: HashMap<String, Channel>,
+    members: HashMap<(String, String), Membership>,
+}
+
+struct Channel {
+    view: ChannelView,
+    /// The view's revision, for subscribes waiting for the stream to catch up with their join.
+    rev: watch::Sender<u64>,
+    /// Local clients with a membership here, joined or joining.
+    clients: HashSet<String>,
+}
+
+struct Membership {
+    claim: Claim,
+    /// Roster messages at or below this revision are already in the client's snapshot; `None` until the
+    /// snapshot is taken, when every roster message is held back.
+    seen: Option<u64>,
+}
+
+impl Presence {
+    /// Connects to Redis, starts the event streams and the touch loop.
+    pub async fn start(config: Config, deliver: Arc<dyn Deliver>) -> Result<Self, ShimError> {
+        config.validate()?;
+        if !config.cluster.is_empty() {
+            return Err(ShimError::Config(
+                "Redis Cluster is not supported by the shim yet; give --redis servers".into(),
+            ));
+        }
+        let store = Store::connect(&config).await?;
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
+            let streams = config
+                .servers
+                .iter()
+                .enumerate()
+                .map(|(i, url)| {
+                    let sink = Arc::new(Sink(weak.clone()));
+                    let stream = Stream::spawn(url, sink, config.timeout)
+                        .expect("URLs were checked by connect");
+                    (Shard::Server(i), stream)
+                })
+                .collect();
+            Inner {
+                config,
+                store,
+                streams,
+                deliver,
+                state: Mutex::new(State::default()),
+            }
+        });
+        tokio::spawn(touch_loop(Arc::downgrade(&inner)));
+        Ok(Presence { inner })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// `client` subscribed to the presence `channel` with the request's `ext`: joins it and returns the
+    /// value for the reply's `ext.presence`: `{subscribe: {id: value, ...}, rev}`, the roster including
+    /// the client. On error nothing is left behind (the host undoes the subscription).
+    pub async fn subscribe(
+        &self,
+        client: &str,
+        channel: &str,
+        ext: Option<&Value>,
+    ) -> Result<Value, ShimError> {
+        let inner = &self.inner;
+        let claim = Claim::from_ext(ext, client, channel, &inner.config)?;
+        let key = (client.to_owned(), channel.to_owned());
+        let was_member = {
+            let mut state = inner.state.lock().unwrap();
+            state
+                .channels
+                .entry(channel.to_owned())
+                .or_insert_with(Channel::new)
+                .clients
+                .insert(client.to_owned());
+            state
+                .members
+                .insert(
+                    key.clone(),
+                    Membership {
+                        claim: claim.clone(),
+                        seen: None,
+                    },
+                )
+                .is_some()
+        };
+        match self.join(client, channel, &claim).await {
+            Ok(reply) => Ok(reply),
+            Err(error) => {
+                if !was_member {
+                    self.forget(client, channel);
+                    // The join may have reached Redis before the failure; undo it (the TTL would too).
+                    let _ = inner.store.leave(channel, client).await;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn join(&self, client: &str, channel: &str, claim: &Claim) -> Result<Value, ShimError> {
+        let inner = &self.inner;
+        // Listen before joining: every event after the join's snapshot then reaches this process.
+        inner.stream(channel).listen(channel).await?;
+        let roster = inner
+            .store
+            .join(channel, client, &claim.id, &claim.value, inner.config.ttl)
+            .await?;
+        let mut caught_up = {
+            let mut state = inner.state.lock().unwrap();
+            let entry = state
+                .channels
+                .get_mut(channel)
+                .ok_or(ShimError::Stream("channel left meanwhile".into()))?;
+            if !entry.view.is_initialized() {
+                // Nobody here has been told anything yet, so the early events need no relaying.
+                entry.view.initialize(roster.rev, roster.members);
+                entry.rev.send_replace(entry.view.rev());
+            }
+            entry.rev.subscribe()
+        };
+        // The stream carries our own join too; wait until the view has it, so the snapshot we hand out
+        // (taken from the view) includes this client and is what every other local subscriber knows.
+        tokio::time::timeout(
+            inner.config.timeout,
+            caught_up.wait_for(|rev| *rev >= roster.rev),
+        )
+        .await
+        .map_err(|_| ShimError::Timeout(inner.config.timeout))?
+        .map_err(|_| ShimError::Stream("channel left meanwhile".into()))?;
+        let mut state = inner.state.lock().unwrap();
+        let State { channels, members } = &mut *state;
+        let view = &channels
+            .get(channel)
+            .ok_or(ShimError::Stream("channel left meanwhile".into()))?
+            .view;
+        let rev = view.rev();
+        let roster = roster_json(view.members().map(|(id, value)| (&id[..], &value[..])));
+        if let Some(membership) = members.get_mut(&(client.to_owned(), channel.to_owned())) {
+            membership.seen = Some(rev);
+        }
+        Ok(json!({ "subscribe": roster, "rev": rev }))
+    }
+
+    /// `client`'s subscription to the presence `channel` ended (unsubscribe, disconnect, timeout).
+    pub async fn unsubscribe(&self, client: &str, channel: &str) {
+        if self.forget(client, channel) {
+            if let Err(error) = self.inner.store.leave(channel, client).await {
+                // The member expires within the TTL anyway, since nobody touches it any more.
+                tracing::warn!(%error, client, channel, "presence leave failed; the member will expire");
+            }
+        }
+    }
+
+    /// Drops a membership, and the channel's state and stream subscription with its last local member.
+    /// Returns whether there was a membership.
+    fn forget(&self, client: &str, channel: &str) -> bool {
+        let mut state = self.inner.state.lock().unwrap();
+        let existed = state
+            .members
+            .remove(&(client.to_owned(), channel.to_owned()))
+            .is_some();
+        if let Some(entry) = state.channels.get_mut(channel) {
+            entry.clients.remove(client);
+            if entry.clients.is_empty() {
+                state.channels.remove(channel);
+                self.inner.stream(channel).unlisten(channel);
+            }
+        }
+        existed
+    }
+
+    /// Whether a delivery to `client` should go out: roster messages already in the client's snapshot,
+    /// or arriving before it has one, are held back.
+    pub fn admits(&self, client: &str, message: &Message) -> bool {
+        if !self.inner.config.is_presence_channel(&message.channel) {
+            return true;
+        }
+        let Some(rev) = rev_of(message) else {
+            return true;
+        };
+        let state = self.inner.state.lock().unwrap();
+        match state
+            .members
+            .get(&(client.to_owned(), message.channel.clone()))
+        {
+            Some(Membership {
+                seen: Some(seen), ..
+            }) => rev > *seen,
+            Some(Membership { seen: None, .. }) => false,
+            None => true,
+        }
+    }
+}
+
+impl Channel {
+    fn new() -> Self {
+        Channel {
+            view: ChannelView::new(),
+            rev: watch::Sender::new(0),
+            clients: HashSet::new(),
+        }
+    }
+}
+
+impl Inner {
+    fn stream(&self, channel: &str) -> &Stream {
+        &self.streams[&self.store.shard_of(channel)]
+    }
+
+    /// Applies events to the channel's view and relays the new ones, in order.
+    async fn relay(&self, channel: &str, events: Vec<Event>) {
+        let fresh = {
+            let mut state = self.state.lock().unwrap();
+            let Some(entry) = state.channels.get_mut(channel) else {
+                return; // Nobody here listens any more.
+            };
+            let fresh = entry.view.apply(events);
+            entry.rev.send_replace(entry.view.rev());
+            fresh
+        };
+        for event in &fresh {
+            self.deliver.deliver(roster_message(channel, event)).await;
+        }
+    }
+
+    /// Repairs the channel's view after a gap in the stream.
+    async fn resync(&self, channel: &str) {
+        let truth = match self.store.roster(channel).await {
+            Ok(truth) => truth,
+            Err(error) => {
+                tracing::error!(%error, channel, "cannot read the roster to resync; local subscribers may be stale");
+                return;
+            }
+        };
+        let diff = {
+            let mut state = self.state.lock().unwrap();
+            let State { channels, members } = &mut *state;
+            let Some(entry) = channels.get_mut(channel) else {
+                return;
+            };
+            let (mut diff, went_back) = entry.view.resync(truth.rev, truth.members);
+            entry.rev.send_replace(entry.view.rev());
+            if went_back {
+                tracing::warn!(channel, "presence revision went backwards: Redis lost data; telling subscribers the roster as it is now");
+                for client in &entry.clients {
+                    if let Some(membership) = members.get_mut(&(client.clone(), channel.to_owned()))
+                    {
+                        membership.seen = membership.seen.map(|_| 0);
+                    }
+                }
+                // Revision 0 is below every snapshot; the corrections must still pass.
+                diff.iter_mut()
+                    .for_each(|event| event.rev = event.rev.max(1));
+            }
+            diff
+        };
+        tracing::info!(
+            channel,
+            corrections = diff.len(),
+            "presence roster resynced after a stream gap"
+        );
+        for event in &diff {
+            self.deliver.deliver(roster_message(channel, event)).await;
+        }
+    }
+}
+
+/// The stream's view of the shim; weak, so the shim can be dropped.
+struct Sink(Weak<Inner>);
+
+#[async_trait]
+impl StreamSink for Sink {
+    async fn events(&self, channel: &str, events: Vec<Event>) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.relay(channel, events).await;
+        }
+    }
+
+    async fn resync(&self, channel: &str) {
+        if let Some(inner) = self.0.upgrade() {
+            inner.resync(channel).await;
+        }
+    }
+}
+
+/// Every TTL/3: refreshes this process's connections, one `PRESENCE.TOUCH` per channel, pipelined per
+/// server. That also purges other processes' dead connections (and the module publishes their leaves).
+/// Connections Redis no longer knows (a failover, a flush) are joined again.
+async fn touch_loop(inner: Weak<Inner>) {
+    let interval = match inner.upgrade() {
+        Some(inner) => inner.config.touch_interval(),
+        None => return,
+    };
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let batch: Vec<(String, Vec<String>)> = {
+            let state = inner.state.lock().unwrap();
+            let mut by_channel: HashMap<String, Vec<String>> = HashMap::new();
+            for ((client, channel), membership) in &state.members {
+                if membership.seen.is_some() {
+                    by_channel
+                        .entry(channel.clone())
+                        .or_default()
+                        .push(client.clone());
+                }
+            }
+            by_channel.into_iter().collect()
+        };
+        if batch.is_empty() {
+            continue;
+        }
+        match inner.store.touch(&batch, inner.config.ttl).await {
+            Ok(lost) => {
+                for (channel, clients) in lost {
+                    for client in clients {
+                        let claim = {
+                            let state = inner.state.lock().unwrap();
+                            state
+                                .members
+                                .get(&(client.clone(), channel.clone()))
+                                .map(|m| m.claim.clone())
+                        };
+                        if let Some(claim) = claim {
+                            tracing::info!(
+                                client,
+                                channel,
+                                "Redis lost a connection; joining it again"
+                            );
+                            if let Err(error) = inner
+                                .store
+                                .rejoin(
+                                    &channel,
+                                    &client,
+                                    &claim.id,
+                                    &claim.value,
+                                    inner.config.ttl,
+                                )
+                                .await
+                            {
+                                tracing::warn!(%error, client, channel, "re-join failed; will retry next touch");
+                            }
+                        }
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "presence touch failed; will retry"),
+        }
+    }
+}

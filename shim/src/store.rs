@@ -1,0 +1,321 @@
+//! [`Store`]: the presence commands on the Redis server that owns each channel.
+//!
+//! Every roster change is one module command on the channel's own server, so sharding never splits a
+//! change; this file only routes and decodes. Connections are redis-rs `ConnectionManager`s (one
+//! multiplexed, self-reconnecting connection per server) or one cluster connection, never blocking a task.
+
+use std::future::Future;
+use std::time::Duration;
+
+use presence_roster::roster::Bytes;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Value};
+
+use crate::config::Config;
+use crate::error::ShimError;
+use crate::route::shard_of;
+
+/// Where a channel's roster lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Shard {
+    /// The server at this index of [`Config::servers`].
+    Server(usize),
+    /// Somewhere in the cluster (the cluster connection routes by key).
+    Cluster,
+}
+
+/// A roster read with its revision.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Roster {
+    /// The channel's revision when read.
+    pub rev: u64,
+    /// `(id, value)` pairs.
+    pub members: Vec<(Bytes, Bytes)>,
+}
+
+/// Connections to every server (or the cluster).
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+    timeout: Duration,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Servers(Vec<ConnectionManager>),
+    Cluster(ClusterConnection),
+}
+
+impl Store {
+    /// Connects to the configured servers or cluster and checks that each has the module.
+    pub async fn connect(config: &Config) -> Result<Self, ShimError> {
+        let backend = if config.cluster.is_empty() {
+            let mut connections = Vec::new();
+            for url in &config.servers {
+                let client = redis::Client::open(url.as_str())?;
+                let manager_config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(config.timeout))
+                    .set_response_timeout(Some(config.timeout))
+                    .set_number_of_retries(1);
+                let connection = tokio::time::timeout(
+                    config.timeout * 2,
+                    ConnectionManager::new_with_config(client, manager_config),
+                )
+                .await
+                .map_err(|_| ShimError::Timeout(config.timeout * 2))??;
+                connections.push(connection);
+            }
+            Backend::Servers(connections)
+        } else {
+            let client = redis::cluster::ClusterClientBuilder::new(config.cluster.clone())
+                .connection_timeout(config.timeout)
+                .response_timeout(config.timeout)
+                .build()?;
+            Backend::Cluster(client.get_async_connection().await?)
+        };
+        let store = Store {
+            backend,
+            timeout: config.timeout,
+        };
+        store.check_module().await?;
+        Ok(store)
+    }
+
+    /// Fails clearly when a server does not have the presence module loaded.
+    async fn check_module(&self) -> Result<(), ShimError> {
+        let probe = redis::cmd("PRESENCE.COUNT")
+            .arg("/presence/-startup-check")
+            .clone();
+        for shard in self.shards() {
+            match self.query::<Value>(shard, &probe).await {
+                Ok(_) => {}
+                Err(ShimError::Redis(e)) if e.to_string().contains("unknown command") => {
+                    return Err(ShimError::Config(format!(
+                        "a Redis server does not have the presence module loaded ({e}); start it with --loadmodule libpresence.so"
+                    )));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn shards(&self) -> Vec<Shard> {
+        match &self.backend {
+            Backend::Servers(servers) => (0..servers.len()).map(Shard::Server).collect(),
+            Backend::Cluster(_) => vec![Shard::Cluster],
+        }
+    }
+
+    /// The shard that holds `channel`.
+    pub fn shard_of(&self, channel: &str) -> Shard {
+        match &self.backend {
+            Backend::Servers(servers) => Shard::Server(shard_of(channel, servers.len())),
+            Backend::Cluster(_) => Shard::Cluster,
+        }
+    }
+
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        shard: Shard,
+        cmd: &Cmd,
+    ) -> Result<T, ShimError> {
+        let run = async {
+            match (&self.backend, shard) {
+                (Backend::Servers(servers), Shard::Server(i)) => {
+                    cmd.query_async(&mut servers[i].clone()).await
+                }
+                (Backend::Cluster(cluster), _) => cmd.query_async(&mut cluster.clone()).await,
+                (Backend::Servers(_), Shard::Cluster) => {
+                    unreachable!("a server list has no cluster shard")
+                }
+            }
+        };
+        self.bounded(run).await
+    }
+
+    async fn bounded<T>(
+        &self,
+        run: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, ShimError> {
+        match tokio::time::timeout(self.timeout, run).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(ShimError::Timeout(self.timeout)),
+        }
+    }
+
+    /// `PRESENCE.JOIN channel client id value TTL ms WITHROSTER`: the roster after the join.
+    pub async fn join(
+        &self,
+        channel: &str,
+        client: &str,
+        id: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<Roster, ShimError> {
+        let mut cmd = redis::cmd("PRESENCE.JOIN");
+        cmd.arg(channel)
+            .arg(client)
+            .arg(id)
+            .arg(value)
+            .arg("TTL")
+            .arg(ttl.as_millis() as u64)
+            .arg("WITHROSTER");
+        let reply = fields(self.query(self.shard_of(channel), &cmd).await?)?;
+        Ok(Roster {
+            rev: int(field(&reply, "rev")?)?,
+            members: pairs(field(&reply, "roster")?)?,
+        })
+    }
+
+    /// `PRESENCE.JOIN` without the roster, to join again a connection Redis lost.
+    pub async fn rejoin(
+        &self,
+        channel: &str,
+        client: &str,
+        id: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<(), ShimError> {
+        let mut cmd = redis::cmd("PRESENCE.JOIN");
+        cmd.arg(channel)
+            .arg(client)
+            .arg(id)
+            .arg(value)
+            .arg("TTL")
+            .arg(ttl.as_millis() as u64);
+        self.query::<Value>(self.shard_of(channel), &cmd)
+            .await
+            .map(drop)
+    }
+
+    /// `PRESENCE.LEAVE channel client`.
+    pub async fn leave(&self, channel: &str, client: &str) -> Result<(), ShimError> {
+        let mut cmd = redis::cmd("PRESENCE.LEAVE");
+        cmd.arg(channel).arg(client);
+        self.query::<Value>(self.shard_of(channel), &cmd)
+            .await
+            .map(drop)
+    }
+
+    /// `PRESENCE.ROSTER channel`.
+    pub async fn roster(&self, channel: &str) -> Result<Roster, ShimError> {
+        let mut cmd = redis::cmd("PRESENCE.ROSTER");
+        cmd.arg(channel);
+        let reply = fields(self.query(self.shard_of(channel), &cmd).await?)?;
+        Ok(Roster {
+            rev: int(field(&reply, "rev")?)?,
+            members: pairs(field(&reply, "members")?)?,
+        })
+    }
+
+    /// One `PRESENCE.TOUCH` per channel, pipelined per server; returns, per channel, the clients Redis
+    /// did not know.
+    pub async fn touch(
+        &self,
+        batch: &[(String, Vec<String>)],
+        ttl: Duration,
+    ) -> Result<Vec<(String, Vec<String>)>, ShimError> {
+        let mut by_shard: std::collections::HashMap<Shard, Vec<&(String, Vec<String>)>> =
+            Default::default();
+        for entry in batch {
+            by_shard
+                .entry(self.shard_of(&entry.0))
+                .or_default()
+                .push(entry);
+        }
+        let mut unknown = Vec::new();
+        for (shard, entries) in by_shard {
+            let mut pipe = redis::pipe();
+            for (channel, clients) in &entries {
+                pipe.cmd("PRESENCE.TOUCH")
+                    .arg(channel)
+                    .arg(clients)
+                    .arg("TTL")
+                    .arg(ttl.as_millis() as u64);
+            }
+            let replies: Vec<Value> = match (&self.backend, shard) {
+                (Backend::Servers(servers), Shard::Server(i)) => {
+                    self.bounded(pipe.query_async(&mut servers[i].clone()))
+                        .await?
+                }
+                // A cluster pipeline may span slots; redis-rs splits it by node.
+                (Backend::Cluster(cluster), _) => {
+                    self.bounded(pipe.query_async(&mut cluster.clone())).await?
+                }
+                (Backend::Servers(_), Shard::Cluster) => {
+                    unreachable!("a server list has no cluster shard")
+                }
+            };
+            for ((channel, _), reply) in entries.iter().zip(replies) {
+                let reply = fields(reply)?;
+                let lost: Vec<String> = list(field(&reply, "unknown")?)?
+                    .into_iter()
+                    .map(|c| String::from_utf8_lossy(&c).into_owned())
+                    .collect();
+                if !lost.is_empty() {
+                    unknown.push((channel.clone(), lost));
+                }
+            }
+        }
+        Ok(unknown)
+    }
+}
+
+// Replies come as RESP2 flat arrays `[name, value, ...]` (or RESP3 maps).
+
+fn fields(value: Value) -> Result<Vec<(Vec<u8>, Value)>, ShimError> {
+    let pairs = match value {
+        Value::Map(pairs) => pairs,
+        Value::Array(items) if items.len() % 2 == 0 => {
+            let mut items = items.into_iter();
+            std::iter::from_fn(|| Some((items.next()?, items.next()?))).collect()
+        }
+        other => return Err(unexpected(&other)),
+    };
+    pairs.into_iter().map(|(k, v)| Ok((bytes(k)?, v))).collect()
+}
+
+fn field<'a>(fields: &'a [(Vec<u8>, Value)], name: &str) -> Result<&'a Value, ShimError> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name.as_bytes())
+        .map(|(_, v)| v)
+        .ok_or_else(|| ShimError::Stream(format!("reply without '{name}'")))
+}
+
+fn bytes(value: Value) -> Result<Vec<u8>, ShimError> {
+    match value {
+        Value::BulkString(b) => Ok(b),
+        Value::SimpleString(s) => Ok(s.into_bytes()),
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn int(value: &Value) -> Result<u64, ShimError> {
+    match value {
+        Value::Int(i) => u64::try_from(*i).map_err(|_| unexpected(value)),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn list(value: &Value) -> Result<Vec<Vec<u8>>, ShimError> {
+    match value {
+        Value::Array(items) => items.iter().cloned().map(bytes).collect(),
+        other => Err(unexpected(other)),
+    }
+}
+
+fn pairs(value: &Value) -> Result<Vec<(Bytes, Bytes)>, ShimError> {
+    fields(value.clone())?
+        .into_iter()
+        .map(|(id, data)| Ok((Bytes::from(id), Bytes::from(bytes(data)?))))
+        .collect()
+}
+
+fn unexpected(value: &Value) -> ShimError {
+    ShimError::Stream(format!(
+        "unexpected reply from the presence module: {value:?}"
+    ))
+}

@@ -1,0 +1,229 @@
+//! [`ChannelView`]: the roster of one channel as this process's subscribers were told it.
+//!
+//! The module publishes every change of a channel, in `rev` order, exactly once. The view applies that
+//! stream; every local subscriber's subscribe reply is taken *from the view*, so at any moment each local
+//! subscriber knows exactly the view (plus deliveries in flight). That is what lets a lost pub/sub
+//! connection be repaired exactly: read the true roster, and tell everyone the difference.
+
+use std::collections::HashMap;
+
+use presence_roster::roster::Bytes;
+use presence_roster::{Event, EventKind};
+
+/// The roster as told, and the revision it is at. No I/O.
+#[derive(Debug, Default)]
+pub struct ChannelView {
+    rev: u64,
+    members: HashMap<Bytes, Bytes>,
+    initialized: bool,
+    /// Events that arrived before the first snapshot: applied on top of it.
+    early: Vec<Event>,
+}
+
+impl ChannelView {
+    /// A view that has seen nothing yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether a snapshot has been taken.
+    pub fn is_initialized(&self) -> bool {
+        self.initialized
+    }
+
+    /// The revision the view is at.
+    pub fn rev(&self) -> u64 {
+        self.rev
+    }
+
+    /// The members as told, `(id, value)`.
+    pub fn members(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> {
+        self.members.iter()
+    }
+
+    /// Starts the view from a roster read at `rev` (the first join's reply), then applies the events that
+    /// arrived before it. Returns those of them newer than the snapshot.
+    pub fn initialize(
+        &mut self,
+        rev: u64,
+        members: impl IntoIterator<Item = (Bytes, Bytes)>,
+    ) -> Vec<Event> {
+        self.rev = rev;
+        self.members = members.into_iter().collect();
+        self.initialized = true;
+        let early = std::mem::take(&mut self.early);
+        self.apply(early)
+    }
+
+    /// Applies events from the stream; returns the ones that were new to the view, in order, to relay.
+    /// Events at or below the view's revision are already in it (from a snapshot) and are skipped.
+    pub fn apply(&mut self, events: Vec<Event>) -> Vec<Event> {
+        if !self.initialized {
+            self.early.extend(events);
+            return Vec::new();
+        }
+        let mut fresh = Vec::with_capacity(events.len());
+        for event in events {
+            if event.rev <= self.rev {
+                continue;
+            }
+            self.rev = event.rev;
+            match (event.kind, &event.data) {
+                (EventKind::Join | EventKind::Update, Some(data)) => {
+                    self.members.insert(event.id.clone(), data.clone());
+                }
+                _ => {
+                    self.members.remove(&event.id);
+                }
+            }
+            fresh.push(event);
+        }
+        fresh
+    }
+
+    /// Replaces the view with the true roster read at `rev` after a gap in the stream, and returns the
+    /// difference as events, all at `rev`: leaves for members gone, joins for members new or changed.
+    /// The second value is true when the revision went backwards (Redis lost data).
+    pub fn resync(
+        &mut self,
+        rev: u64,
+        truth: impl IntoIterator<Item = (Bytes, Bytes)>,
+    ) -> (Vec<Event>, bool) {
+        let truth: HashMap<Bytes, Bytes> = truth.into_iter().collect();
+        let mut diff = Vec::new();
+        for id in self.members.keys() {
+            if !truth.contains_key(id) {
+                diff.push(Event {
+                    rev,
+                    kind: EventKind::Leave,
+                    id: id.clone(),
+                    data: None,
+                });
+            }
+        }
+        for (id, data) in &truth {
+            if self.members.get(id) != Some(data) {
+                diff.push(Event {
+                    rev,
+                    kind: EventKind::Join,
+                    id: id.clone(),
+                    data: Some(data.clone()),
+                });
+            }
+        }
+        let went_back = rev < self.rev;
+        self.rev = rev;
+        self.members = truth;
+        self.initialized = true;
+        self.early.clear();
+        (diff, went_back)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::from(s.as_bytes())
+    }
+
+    fn event(rev: u64, kind: EventKind, id: &str, data: Option<&str>) -> Event {
+        Event {
+            rev,
+            kind,
+            id: b(id),
+            data: data.map(b),
+        }
+    }
+
+    fn members(view: &ChannelView) -> Vec<(String, String)> {
+        let mut m: Vec<_> = view
+            .members()
+            .map(|(i, d)| {
+                (
+                    String::from_utf8_lossy(i).into(),
+                    String::from_utf8_lossy(d).into(),
+                )
+            })
+            .collect();
+        m.sort();
+        m
+    }
+
+    #[test]
+    fn events_before_the_snapshot_are_kept_and_applied_on_top_of_it() {
+        let mut view = ChannelView::new();
+        assert!(view
+            .apply(vec![
+                event(10, EventKind::Join, "a", Some("1")),
+                event(12, EventKind::Join, "c", Some("3"))
+            ])
+            .is_empty());
+        let fresh = view.initialize(11, [(b("a"), b("1")), (b("b"), b("2"))]);
+        assert_eq!(
+            fresh,
+            vec![event(12, EventKind::Join, "c", Some("3"))],
+            "rev 10 is in the snapshot"
+        );
+        assert_eq!(members(&view).len(), 3);
+        assert_eq!(view.rev(), 12);
+    }
+
+    #[test]
+    fn old_and_repeated_events_are_skipped() {
+        let mut view = ChannelView::new();
+        view.initialize(5, []);
+        let events = vec![
+            event(5, EventKind::Join, "x", Some("")),
+            event(6, EventKind::Join, "a", Some("1")),
+        ];
+        assert_eq!(view.apply(events.clone()).len(), 1);
+        assert!(view.apply(events).is_empty(), "a repeat changes nothing");
+        view.apply(vec![
+            event(7, EventKind::Update, "a", Some("2")),
+            event(8, EventKind::Expire, "a", None),
+        ]);
+        assert!(members(&view).is_empty());
+    }
+
+    #[test]
+    fn resync_tells_exactly_the_difference() {
+        let mut view = ChannelView::new();
+        view.initialize(
+            5,
+            [
+                (b("stays"), b("1")),
+                (b("goes"), b("1")),
+                (b("changes"), b("1")),
+            ],
+        );
+        let (diff, went_back) = view.resync(
+            9,
+            [
+                (b("stays"), b("1")),
+                (b("changes"), b("2")),
+                (b("new"), b("1")),
+            ],
+        );
+        assert!(!went_back);
+        let mut diff: Vec<_> = diff
+            .iter()
+            .map(|e| (e.kind, String::from_utf8_lossy(&e.id).into_owned(), e.rev))
+            .collect();
+        diff.sort();
+        assert_eq!(
+            diff,
+            vec![
+                (EventKind::Join, "changes".into(), 9),
+                (EventKind::Join, "new".into(), 9),
+                (EventKind::Leave, "goes".into(), 9)
+            ]
+        );
+        assert_eq!(view.rev(), 9);
+        assert!(
+            view.resync(3, []).1,
+            "a revision going backwards is reported"
+        );
+    }
+}
