@@ -43,13 +43,14 @@ pub use presence::{Deliver, Presence};
 pub async fn serve(
     config: Config,
     bayeux_config: bayeux::Config,
-) -> Result<bayeux::Server, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<bayeux::Server, ShimError> {
     let delivery = Arc::new(extension::LocalDelivery(std::sync::OnceLock::new()));
     let presence = Presence::start(config, delivery.clone()).await?;
     let server = bayeux::Server::builder()
         .config(bayeux_config)
         .extension(Arc::new(PresenceExtension::new(presence)))
-        .build()?;
+        .build()
+        .map_err(|e| ShimError::Config(e.to_string()))?;
     let _ = delivery.0.set(server.clone());
     server.spawn_sweeper();
     Ok(server)
