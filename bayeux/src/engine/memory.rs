@@ -3,7 +3,7 @@
 use super::Engine;
 use crate::{channel, Error, Message, Outbound};
 use async_trait::async_trait;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -13,9 +13,20 @@ use tokio::time::Instant;
 ///
 /// Every client is local, so [`Engine::publish_local`] is the same as [`Engine::publish`]. Uses
 /// `tokio::time::Instant`, so tests can drive inactivity with `tokio::time::pause`.
-#[derive(Debug, Default)]
+///
+/// A client's queue holds at most [`MemoryEngine::DEFAULT_MAX_QUEUE`] messages (see
+/// [`MemoryEngine::with_max_queue`]); past that the oldest are dropped, so one client that stops reading
+/// while staying connected cannot make the server run out of memory.
+#[derive(Debug)]
 pub struct MemoryEngine {
     state: Mutex<State>,
+    max_queue: usize,
+}
+
+impl Default for MemoryEngine {
+    fn default() -> Self {
+        MemoryEngine::with_max_queue(Self::DEFAULT_MAX_QUEUE)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -28,15 +39,42 @@ struct State {
 #[derive(Debug)]
 struct Client {
     channels: BTreeSet<String>,
-    queue: Vec<Outbound>,
+    queue: VecDeque<Outbound>,
     signal: Arc<Notify>,
     last_seen: Instant,
+    /// Set once the queue overflowed, so that it is logged once per episode, not per message.
+    overflowing: bool,
+}
+
+impl Client {
+    fn enqueue(&mut self, id: &str, message: Outbound, max: usize) {
+        if self.queue.len() >= max {
+            self.queue.pop_front();
+            if !self.overflowing {
+                tracing::warn!(client = %id, max, "queue full, dropping the oldest messages");
+                self.overflowing = true;
+            }
+        }
+        self.queue.push_back(message);
+        self.signal.notify_one();
+    }
 }
 
 impl MemoryEngine {
     /// An empty engine.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How many messages a client's queue holds before the oldest are dropped, by default.
+    pub const DEFAULT_MAX_QUEUE: usize = 10_000;
+
+    /// An empty engine whose client queues hold at most `max_queue` messages (at least 1).
+    pub fn with_max_queue(max_queue: usize) -> Self {
+        MemoryEngine {
+            state: Mutex::default(),
+            max_queue: max_queue.max(1),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -57,8 +95,7 @@ impl MemoryEngine {
         let shared = Outbound::new(message.clone());
         for id in targets {
             if let Some(client) = state.clients.get_mut(&id) {
-                client.queue.push(shared.clone());
-                client.signal.notify_one();
+                client.enqueue(&id, shared.clone(), self.max_queue);
             }
         }
     }
@@ -92,9 +129,10 @@ impl Engine for MemoryEngine {
                 id.clone(),
                 Client {
                     channels: BTreeSet::new(),
-                    queue: Vec::new(),
+                    queue: VecDeque::new(),
                     signal: Arc::new(Notify::new()),
                     last_seen: Instant::now(),
+                    overflowing: false,
                 },
             );
             return Ok(id);
@@ -199,8 +237,7 @@ impl Engine for MemoryEngine {
         let Some(client) = state.clients.get_mut(client_id) else {
             return Ok(false);
         };
-        client.queue.push(Outbound::new(message.clone()));
-        client.signal.notify_one();
+        client.enqueue(client_id, Outbound::new(message.clone()), self.max_queue);
         Ok(true)
     }
 
@@ -209,7 +246,10 @@ impl Engine for MemoryEngine {
             .lock()
             .clients
             .get_mut(client_id)
-            .map(|c| std::mem::take(&mut c.queue))
+            .map(|c| {
+                c.overflowing = false;
+                Vec::from(std::mem::take(&mut c.queue))
+            })
             .unwrap_or_default())
     }
 
@@ -225,6 +265,28 @@ mod tests {
     #[tokio::test]
     async fn memory_engine_passes_the_conformance_suite() {
         super::super::conformance::run(MemoryEngine::new).await;
+    }
+
+    #[tokio::test]
+    async fn full_queues_drop_the_oldest() {
+        let e = MemoryEngine::with_max_queue(3);
+        let a = e.create_client().await.unwrap();
+        e.subscribe(&a, "/q").await.unwrap();
+        for n in 0..5 {
+            e.publish(&Message::publish("/q", serde_json::json!(n)))
+                .await
+                .unwrap();
+        }
+        let q = e.take_queue(&a).await.unwrap();
+        let data: Vec<_> = q
+            .iter()
+            .map(|m| m.message().data.clone().unwrap())
+            .collect();
+        assert_eq!(data, [2, 3, 4]);
+        assert_eq!(
+            MemoryEngine::new().max_queue,
+            MemoryEngine::DEFAULT_MAX_QUEUE
+        );
     }
 
     #[test]
