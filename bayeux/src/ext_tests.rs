@@ -228,8 +228,8 @@ impl Extension for RepliesOnly {
     async fn outgoing(&self, m: Message, ctx: Context<'_>) -> Result<Option<Message>, Error> {
         Ok((ctx.direction != Direction::Delivery).then_some(m))
     }
-    fn sees_deliveries(&self) -> bool {
-        false
+    fn sees_deliveries(&self, channel: &str) -> bool {
+        channel == "/watched"
     }
 }
 
@@ -237,9 +237,16 @@ impl Extension for RepliesOnly {
 async fn extensions_can_opt_out_of_deliveries() {
     let s = server_with(vec![Arc::new(RepliesOnly)]);
     let c = handshake(&s).await;
-    subscribe(&s, &c, json!("/fast")).await;
+    subscribe(&s, &c, json!(["/fast", "/watched"])).await;
     publish(&s, &c, "/fast", json!(1)).await;
-    assert_eq!(poll(&s, &c).await.1.len(), 1);
+    publish(&s, &c, "/watched", json!(2)).await;
+    let (_, got) = poll(&s, &c).await;
+    assert_eq!(
+        got.len(),
+        1,
+        "only the channel the hook watches is filtered: {got:?}"
+    );
+    assert_eq!(got[0]["channel"], "/fast");
 }
 
 /// Never finishes its hook on `/slow`.

@@ -28,9 +28,9 @@
 //! # Deliveries
 //! A published message reaches each subscriber as a delivery; `outgoing` runs once per delivery per
 //! receiving client, with [`Context::client_id`] naming the receiver, so an extension can drop or amend
-//! it per client. An extension that only cares about requests and replies returns `false` from
-//! [`Extension::sees_deliveries`]; when none does, deliveries skip the hooks and are shared, serialized
-//! once, between all receivers.
+//! it per client. An extension that only cares about requests and replies, or about deliveries on some
+//! channels only, says so with [`Extension::sees_deliveries`]; a delivery that no extension wants to see
+//! skips the hooks and is shared, serialized once, between all its receivers.
 //!
 //! # Events
 //! [`Extension::event`] sees [`Event`]s: subscribe, unsubscribe (with an [`UnsubscribeReason`]), and
@@ -146,9 +146,11 @@ pub trait Extension: Send + Sync + 'static {
     }
 
     /// Whether [`Extension::outgoing`] wants to see deliveries (one call per message per receiving
-    /// client). Return `false` when it only cares about replies: fan-out then skips copying and
-    /// re-serializing each delivery per client. Default: `true`.
-    fn sees_deliveries(&self) -> bool {
+    /// client) on `channel`. Return `false` for channels it does not filter per client (for a presence
+    /// extension: everything but presence channels): fan-out on them then skips copying and
+    /// re-serializing each delivery per client. Default: `true` (every delivery).
+    fn sees_deliveries(&self, channel: &str) -> bool {
+        let _ = channel;
         true
     }
 
@@ -178,7 +180,7 @@ impl Pipeline {
     /// message's `error`; the later extensions still see the message (Faye passes rejected messages on).
     pub(crate) async fn run(&self, mut message: Message, ctx: Context<'_>) -> Option<Message> {
         for ext in &self.extensions {
-            if ctx.direction == Direction::Delivery && !ext.sees_deliveries() {
+            if ctx.direction == Direction::Delivery && !ext.sees_deliveries(&message.channel) {
                 continue;
             }
             let snapshot = message.clone();
@@ -205,9 +207,9 @@ impl Pipeline {
         Some(message)
     }
 
-    /// Whether any extension hooks deliveries.
-    pub(crate) fn sees_deliveries(&self) -> bool {
-        self.extensions.iter().any(|e| e.sees_deliveries())
+    /// Whether any extension hooks deliveries on `channel`.
+    pub(crate) fn sees_deliveries(&self, channel: &str) -> bool {
+        self.extensions.iter().any(|e| e.sees_deliveries(channel))
     }
 
     /// Hands `event` to every extension in order; a panicking or hung listener is logged and skipped.

@@ -342,12 +342,17 @@ impl Server {
         client: Option<&str>,
         queue: Vec<Outbound>,
     ) -> Vec<Outbound> {
-        if !self.inner.pipeline.sees_deliveries() {
-            // Nobody rewrites deliveries per client: send the shared, already serialized copies.
-            return queue;
-        }
         let mut out = Vec::with_capacity(queue.len());
         for shared in queue {
+            if !self
+                .inner
+                .pipeline
+                .sees_deliveries(&shared.message().channel)
+            {
+                // Nobody rewrites this delivery per client: send the shared, serialized copy.
+                out.push(shared);
+                continue;
+            }
             let ctx = Context {
                 direction: Direction::Delivery,
                 client_id: client,
