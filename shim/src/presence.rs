@@ -7,7 +7,7 @@
 //! event stream, and keeps, per channel, the view every local subscriber was told ([`ChannelView`]).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use async_trait::async_trait;
 use bayeux::Message;
@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::error::ShimError;
 use crate::message::{rev_of, roster_json, roster_message};
 use crate::store::{Shard, Store};
-use crate::stream::{Stream, StreamSink};
+use crate::stream::{ClusterStream, ServerStream, Stream, StreamSink};
 use crate::view::ChannelView;
 
 /// Hands a roster message to this process's own subscribers of its channel (never through a shared
@@ -40,7 +40,7 @@ pub struct Presence {
 struct Inner {
     config: Config,
     store: Store,
-    streams: HashMap<Shard, Stream>,
+    streams: OnceLock<HashMap<Shard, Stream>>,
     deliver: Arc<dyn Deliver>,
     state: Mutex<State>,
 }
@@ -70,32 +70,28 @@ impl Presence {
     /// Connects to Redis, starts the event streams and the touch loop.
     pub async fn start(config: Config, deliver: Arc<dyn Deliver>) -> Result<Self, ShimError> {
         config.validate()?;
-        if !config.cluster.is_empty() {
-            return Err(ShimError::Config(
-                "Redis Cluster is not supported by the shim yet; give --redis servers".into(),
-            ));
-        }
         let store = Store::connect(&config).await?;
-        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
-            let streams = config
-                .servers
-                .iter()
-                .enumerate()
-                .map(|(i, url)| {
-                    let sink = Arc::new(Sink(weak.clone()));
-                    let stream = Stream::spawn(url, sink, config.timeout)
-                        .expect("URLs were checked by connect");
-                    (Shard::Server(i), stream)
-                })
-                .collect();
-            Inner {
-                config,
-                store,
-                streams,
-                deliver,
-                state: Mutex::new(State::default()),
-            }
+        // The streams hold the shim weakly (it owns them), so build it first, then plug them in.
+        let inner = Arc::new(Inner {
+            config,
+            store,
+            streams: OnceLock::new(),
+            deliver,
+            state: Mutex::new(State::default()),
         });
+        let sink = Arc::new(Sink(Arc::downgrade(&inner)));
+        let mut streams = HashMap::new();
+        if inner.config.cluster.is_empty() {
+            for (i, url) in inner.config.servers.iter().enumerate() {
+                let stream = ServerStream::spawn(url, sink.clone(), inner.config.timeout)?;
+                streams.insert(Shard::Server(i), Stream::Server(stream));
+            }
+        } else {
+            let stream =
+                ClusterStream::connect(&inner.config.cluster, sink, inner.config.timeout).await?;
+            streams.insert(Shard::Cluster, Stream::Cluster(stream));
+        }
+        let _ = inner.streams.set(streams);
         tokio::spawn(touch_loop(Arc::downgrade(&inner)));
         Ok(Presence { inner })
     }
@@ -256,7 +252,7 @@ impl Channel {
 
 impl Inner {
     fn stream(&self, channel: &str) -> &Stream {
-        &self.streams[&self.store.shard_of(channel)]
+        &self.streams.get().expect("streams are set in start()")[&self.store.shard_of(channel)]
     }
 
     /// Applies events to the channel's view and relays the new ones, in order.

@@ -1,20 +1,14 @@
-//! [`Stream`]: one shard pub/sub connection per Redis server, carrying the roster events of the channels
-//! this process serves.
+//! The stream of one plain Redis server: a task of its own over a framed TCP connection, with redis-rs'
+//! RESP decoder (redis-rs speaks `SSUBSCRIBE` only on cluster connections).
 //!
-//! The module publishes each change on the shard channel named like the channel key; Redis runs commands
-//! one at a time, so this connection receives each channel's events exactly once, in `rev` order. When the
-//! connection is lost, events published meanwhile are lost with it: after reconnecting, the task
-//! subscribes again to every channel and asks the [`StreamSink`] to resync each one (read the true roster,
-//! tell local subscribers the difference) *before* it reads any newer event, so order is kept.
-//!
-//! redis-rs speaks `SSUBSCRIBE` only on cluster connections, so for a plain server this is a small task
-//! of its own over a framed TCP connection, with redis-rs' RESP decoder.
+//! When the connection is lost, events published meanwhile are lost with it: after reconnecting, the task
+//! subscribes again to every channel and asks the [`StreamSink`] to resync each one *before* it reads
+//! any newer event, so order is kept.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use futures_util::{SinkExt, StreamExt};
 use presence_roster::{wire, Event};
 use redis::{ConnectionAddr, IntoConnectionInfo, Value};
@@ -22,17 +16,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 
+use super::StreamSink;
 use crate::error::ShimError;
-
-/// Receives what a [`Stream`] reads. Called from the stream's task, one call at a time, in order.
-#[async_trait]
-pub trait StreamSink: Send + Sync + 'static {
-    /// Events of `channel`, in `rev` order.
-    async fn events(&self, channel: &str, events: Vec<Event>);
-    /// The stream had a gap for `channel` (the connection was lost and is back): resync it now. Events
-    /// read after this call returns are newer than anything the gap hid.
-    async fn resync(&self, channel: &str);
-}
 
 enum Command {
     Listen(String, oneshot::Sender<Result<(), ShimError>>),
@@ -40,12 +25,12 @@ enum Command {
 }
 
 /// The handle of one server's stream task. The task ends when the handle is dropped.
-pub struct Stream {
+pub struct ServerStream {
     commands: mpsc::UnboundedSender<Command>,
     timeout: Duration,
 }
 
-impl Stream {
+impl ServerStream {
     /// Starts the stream task for the server at `url`.
     pub fn spawn(
         url: &str,
@@ -55,7 +40,7 @@ impl Stream {
         let info = url.into_connection_info()?;
         let (commands, receiver) = mpsc::unbounded_channel();
         tokio::spawn(run(info, receiver, sink));
-        Ok(Stream { commands, timeout })
+        Ok(ServerStream { commands, timeout })
     }
 
     /// Makes sure this process receives `channel`'s events: returns once Redis confirmed the

@@ -1,0 +1,54 @@
+//! The roster event streams: how this process receives every change of the channels it serves.
+//!
+//! The module publishes each change on the shard channel named like the channel key; Redis runs commands
+//! one at a time, so a subscriber receives each channel's events exactly once, in `rev` order. Each
+//! [`Stream`] feeds a [`StreamSink`] (the shim) one call at a time, and asks it to resync a channel
+//! whenever the subscription had a gap (a lost connection, a cluster failover), before any newer event.
+
+mod cluster;
+mod server;
+
+use async_trait::async_trait;
+use presence_roster::Event;
+
+pub use cluster::ClusterStream;
+pub use server::ServerStream;
+
+use crate::error::ShimError;
+
+/// Receives what a stream reads. Called one call at a time, in order.
+#[async_trait]
+pub trait StreamSink: Send + Sync + 'static {
+    /// Events of `channel`, in `rev` order.
+    async fn events(&self, channel: &str, events: Vec<Event>);
+    /// The subscription to `channel` had a gap: resync it now. Events read after this call returns are
+    /// newer than anything the gap hid.
+    async fn resync(&self, channel: &str);
+}
+
+/// The stream of one server, or of a whole cluster.
+pub enum Stream {
+    /// A plain Redis server.
+    Server(ServerStream),
+    /// A Redis Cluster (redis-rs routes each channel's subscription to the node of its slot).
+    Cluster(ClusterStream),
+}
+
+impl Stream {
+    /// Makes sure this process receives `channel`'s events: returns once Redis confirmed the
+    /// subscription, or fails within the timeout.
+    pub async fn listen(&self, channel: &str) -> Result<(), ShimError> {
+        match self {
+            Stream::Server(stream) => stream.listen(channel).await,
+            Stream::Cluster(stream) => stream.listen(channel).await,
+        }
+    }
+
+    /// Stops receiving `channel`'s events.
+    pub fn unlisten(&self, channel: &str) {
+        match self {
+            Stream::Server(stream) => stream.unlisten(channel),
+            Stream::Cluster(stream) => stream.unlisten(channel),
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The shim's core against real Redis servers (and a cluster) with the module, without a Bayeux server:
+//! roster messages are collected by a test [`Deliver`].
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bayeux::Message;
+use presence_shim::message::rev_of;
+use presence_shim::{Config, Deliver, Presence};
+use presence_tests::{unique_channel, Cluster, RedisServer};
+use serde_json::{json, Value};
+
+/// Collects delivered roster messages.
+#[derive(Default)]
+struct Collected(Mutex<Vec<Message>>);
+
+#[async_trait]
+impl Deliver for Collected {
+    async fn deliver(&self, message: Message) {
+        self.0.lock().unwrap().push(message);
+    }
+}
+
+impl Collected {
+    /// Waits until `count` messages for `channel` arrived, and returns them.
+    async fn wait_for(&self, channel: &str, count: usize) -> Vec<Message> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let got: Vec<Message> = self
+                .0
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|m| m.channel == channel)
+                .cloned()
+                .collect();
+            if got.len() >= count {
+                return got;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {count} messages on {channel}, got {got:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+fn presence_ext(id: &str, data: Value) -> Value {
+    json!({"presence": {"id": id, "data": data}})
+}
+
+async fn start(config: Config) -> (Presence, Arc<Collected>) {
+    let collected = Arc::new(Collected::default());
+    let presence = Presence::start(config, collected.clone())
+        .await
+        .expect("shim starts");
+    (presence, collected)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_returns_the_roster_and_the_stream_relays_changes() {
+    let redis = RedisServer::start();
+    let (presence, collected) = start(Config::with_servers([redis.url()])).await;
+    let ch = unique_channel("core");
+
+    let first = presence
+        .subscribe("c1", &ch, Some(&presence_ext("ann", json!({"n": 1}))))
+        .await
+        .unwrap();
+    assert_eq!(first["subscribe"], json!({"ann": {"n": 1}}));
+    let second = presence
+        .subscribe("c2", &ch, Some(&presence_ext("bob", json!(null))))
+        .await
+        .unwrap();
+    assert_eq!(second["subscribe"], json!({"ann": {"n": 1}, "bob": null}));
+    assert!(second["rev"].as_u64() > first["rev"].as_u64());
+
+    // Bob's join reaches local subscribers as a roster message with its revision. (Ann's own join was in
+    // the view's first snapshot, so it is not relayed: nobody here had been told anything before it.)
+    let messages = collected.wait_for(&ch, 1).await;
+    assert_eq!(messages.len(), 1);
+    let bob_join = messages
+        .iter()
+        .find(|m| m.data == Some(json!({"subscribe": {"bob": null}})))
+        .expect("bob's join");
+    assert_eq!(rev_of(bob_join), second["rev"].as_u64());
+    // c1 is past ann's own join (in its snapshot) but not bob's; c2's snapshot has both.
+    assert!(presence.admits("c1", bob_join));
+    assert!(!presence.admits("c2", bob_join), "already in c2's snapshot");
+
+    presence.unsubscribe("c2", &ch).await;
+    let messages = collected.wait_for(&ch, 2).await;
+    assert_eq!(
+        messages[1].data,
+        Some(json!({"unsubscribe": {"bob": null}}))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_subscribe_leaves_nothing_behind() {
+    let redis = RedisServer::start();
+    let (presence, _) = start(Config::with_servers([redis.url()])).await;
+    let ch = unique_channel("refused");
+    let error = presence
+        .subscribe("c1", &ch, Some(&json!({"presence": {"data": 1}})))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error.to_bayeux(&ch),
+        "No presence id specified in presence subscription"
+    );
+    let mut con = redis.connect();
+    assert_eq!(
+        presence_tests::commands::count(&mut con, &ch).unwrap(),
+        (0, 0, 0)
+    );
+}
+
+/// The stream connection is killed while a member joins behind the shim's back: after it reconnects,
+/// local subscribers are told exactly what they missed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_stream_is_resynced() {
+    let redis = RedisServer::start();
+    let (presence, collected) = start(Config::with_servers([redis.url()])).await;
+    let ch = unique_channel("resync");
+    let snapshot = presence
+        .subscribe("c1", &ch, Some(&presence_ext("ann", json!(1))))
+        .await
+        .unwrap();
+
+    let mut con = redis.connect();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(killed, 1);
+    presence_tests::commands::join(&mut con, &ch, "elsewhere", "zed", "\"z\"", &[]).unwrap();
+
+    let messages = collected.wait_for(&ch, 1).await;
+    assert_eq!(messages[0].data, Some(json!({"subscribe": {"zed": "z"}})));
+    assert!(rev_of(&messages[0]) > snapshot["rev"].as_u64());
+    assert!(presence.admits("c1", &messages[0]));
+}
+
+/// Redis forgets a connection (as after a failover): the next touch finds it unknown and joins it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_redis_lost_are_joined_again() {
+    let redis = RedisServer::start();
+    let mut config = Config::with_servers([redis.url()]);
+    config.ttl = Duration::from_millis(600);
+    let (presence, collected) = start(config).await;
+    let ch = unique_channel("rejoin");
+    presence
+        .subscribe("c1", &ch, Some(&presence_ext("ann", json!(1))))
+        .await
+        .unwrap();
+    let mut con = redis.connect();
+    presence_tests::commands::leave(&mut con, &ch, "c1").unwrap();
+    let messages = collected.wait_for(&ch, 2).await;
+    assert_eq!(
+        messages[0].data,
+        Some(json!({"unsubscribe": {"ann": null}}))
+    );
+    assert_eq!(messages[1].data, Some(json!({"subscribe": {"ann": 1}})));
+    let (_, members) = presence_tests::commands::roster(&mut con, &ch).unwrap();
+    assert_eq!(members.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_on_a_redis_cluster() {
+    let cluster = Cluster::start();
+    let mut config = Config::default();
+    config.cluster = cluster.urls();
+    let (presence, collected) = start(config).await;
+    let channels: Vec<String> = (0..6)
+        .map(|n| format!("/presence/cluster-core/{n}"))
+        .collect();
+    for ch in &channels {
+        presence
+            .subscribe("c1", ch, Some(&presence_ext("ann", json!(1))))
+            .await
+            .unwrap();
+        let second = presence
+            .subscribe("c2", ch, Some(&presence_ext("bob", json!(2))))
+            .await
+            .unwrap();
+        assert_eq!(second["subscribe"], json!({"ann": 1, "bob": 2}));
+    }
+    for ch in &channels {
+        let messages = collected.wait_for(ch, 1).await;
+        assert_eq!(
+            messages[0].data,
+            Some(json!({"subscribe": {"bob": 2}})),
+            "{ch}"
+        );
+    }
+}
