@@ -51,6 +51,11 @@ fn reject(mut message: Message, error: ShimError, channel: &str) -> Message {
 
 #[async_trait]
 impl Extension for PresenceExtension {
+    /// Only roster messages are filtered per client; every other channel keeps the shared fan-out.
+    fn sees_deliveries(&self, channel: &str) -> bool {
+        self.is_presence(channel)
+    }
+
     async fn incoming(
         &self,
         message: Message,
