@@ -52,6 +52,7 @@ mod registration {
     }
 
     entry_points! {
+        panic_entry => crate::command::panic_for_tests,
         join_entry => join::run,
         leave_entry => leave::run,
         touch_entry => touch::run,
@@ -80,7 +81,19 @@ mod registration {
             ctx.log_warning("presence: this Redis has no shard pub/sub (RedisModule_PublishMessageShard); Redis 7.0 or newer is required");
             return Status::Err;
         }
-        for (name, entry, flags) in COMMANDS {
+        // Debug builds (the ones the tests load) also have a command that panics, to prove that a panic
+        // is caught before it reaches Redis.
+        let test_hook = [(
+            c"PRESENCE.DEBUG-PANIC",
+            panic_entry as EntryPoint,
+            c"readonly",
+        )];
+        let test_hook = if cfg!(debug_assertions) {
+            &test_hook[..]
+        } else {
+            &[]
+        };
+        for &(name, entry, flags) in COMMANDS.iter().chain(test_hook) {
             // SAFETY: static names and flags; Redis copies them.
             let created = unsafe {
                 raw::RedisModule_CreateCommand.expect("CreateCommand")(

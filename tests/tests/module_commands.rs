@@ -399,3 +399,31 @@ fn dump_restore_and_copy_carry_the_whole_roster() {
         "a copy is independent of its source"
     );
 }
+
+#[test]
+fn a_panic_is_an_error_reply_and_redis_lives_on() {
+    let server = RedisServer::start();
+    let mut con = server.connect();
+    // Registered in debug builds, which are what the tests load.
+    let error = redis::cmd("PRESENCE.DEBUG-PANIC")
+        .query::<redis::Value>(&mut con)
+        .unwrap_err();
+    assert_eq!(error.code(), Some("ERR"));
+    assert!(
+        error
+            .to_string()
+            .contains("internal error in the presence module"),
+        "{error}"
+    );
+    let ch = unique_channel("after-panic");
+    assert!(
+        join(&mut con, &ch, "c", "id", "", &[]).unwrap().joined,
+        "Redis still serves"
+    );
+    let info: String = redis::cmd("INFO").arg("presence").query(&mut con).unwrap();
+    assert!(info.contains("presence_panics:1"), "{info}");
+    assert!(
+        server.log().contains("command panicked"),
+        "the panic is logged"
+    );
+}

@@ -92,6 +92,12 @@ pub fn dispatch(
     }
 }
 
+/// `PRESENCE.DEBUG-PANIC`, registered in debug builds only: panics, so tests can check that
+/// [`dispatch`] turns a panic into an error reply and Redis lives on.
+pub fn panic_for_tests(_ctx: &Context, _args: &Args) -> Result<(), PresenceError> {
+    panic!("PRESENCE.DEBUG-PANIC was called");
+}
+
 /// Parses a TTL in milliseconds: a whole number from 1 to [`MAX_TTL_MS`].
 pub fn parse_ttl(bytes: &[u8]) -> Result<u64, PresenceError> {
     std::str::from_utf8(bytes)
