@@ -133,7 +133,16 @@ impl Presence {
                 .is_some()
         };
         match self.join(client, channel, &claim).await {
-            Ok(reply) => Ok(reply),
+            Ok(reply) => {
+                // The client may have gone while we joined (disconnected, timed out): its leave may then
+                // have reached Redis before our join, so leave again rather than strand the member.
+                let gone = !inner.state.lock().unwrap().members.contains_key(&key);
+                if gone {
+                    let _ = inner.store.leave(channel, client).await;
+                    return Err(ShimError::Stream("the client left while joining".into()));
+                }
+                Ok(reply)
+            }
             Err(error) => {
                 if !was_member {
                     self.forget(client, channel);
