@@ -154,19 +154,9 @@ impl Store {
         value: &[u8],
         ttl: Duration,
     ) -> Result<Roster, ShimError> {
-        let mut cmd = redis::cmd("PRESENCE.JOIN");
-        cmd.arg(channel)
-            .arg(client)
-            .arg(id)
-            .arg(value)
-            .arg("TTL")
-            .arg(ttl.as_millis() as u64)
-            .arg("WITHROSTER");
-        let reply = fields(self.query(self.shard_of(channel), &cmd).await?)?;
-        Ok(Roster {
-            rev: int(field(&reply, "rev")?)?,
-            members: pairs(field(&reply, "roster")?)?,
-        })
+        let mut cmd = join_command(channel, client, id, value, ttl);
+        cmd.arg("WITHROSTER");
+        roster_from(self.query(self.shard_of(channel), &cmd).await?, "roster")
     }
 
     /// `PRESENCE.JOIN` without the roster, to join again a connection Redis lost.
@@ -178,13 +168,7 @@ impl Store {
         value: &[u8],
         ttl: Duration,
     ) -> Result<(), ShimError> {
-        let mut cmd = redis::cmd("PRESENCE.JOIN");
-        cmd.arg(channel)
-            .arg(client)
-            .arg(id)
-            .arg(value)
-            .arg("TTL")
-            .arg(ttl.as_millis() as u64);
+        let cmd = join_command(channel, client, id, value, ttl);
         self.query::<Value>(self.shard_of(channel), &cmd)
             .await
             .map(drop)
@@ -203,11 +187,7 @@ impl Store {
     pub async fn roster(&self, channel: &str) -> Result<Roster, ShimError> {
         let mut cmd = redis::cmd("PRESENCE.ROSTER");
         cmd.arg(channel);
-        let reply = fields(self.query(self.shard_of(channel), &cmd).await?)?;
-        Ok(Roster {
-            rev: int(field(&reply, "rev")?)?,
-            members: pairs(field(&reply, "members")?)?,
-        })
+        roster_from(self.query(self.shard_of(channel), &cmd).await?, "members")
     }
 
     /// One `PRESENCE.TOUCH` per channel, pipelined per server; returns, per channel, the clients Redis
@@ -263,7 +243,27 @@ impl Store {
     }
 }
 
+fn join_command(channel: &str, client: &str, id: &str, value: &[u8], ttl: Duration) -> Cmd {
+    let mut cmd = redis::cmd("PRESENCE.JOIN");
+    cmd.arg(channel)
+        .arg(client)
+        .arg(id)
+        .arg(value)
+        .arg("TTL")
+        .arg(ttl.as_millis() as u64);
+    cmd
+}
+
 // Replies come as RESP2 flat arrays `[name, value, ...]` (or RESP3 maps).
+
+/// A reply's `rev` and its roster in field `members_field`.
+fn roster_from(reply: Value, members_field: &str) -> Result<Roster, ShimError> {
+    let reply = fields(reply)?;
+    Ok(Roster {
+        rev: int(field(&reply, "rev")?)?,
+        members: pairs(field(&reply, members_field)?)?,
+    })
+}
 
 fn fields(value: Value) -> Result<Vec<(Vec<u8>, Value)>, ShimError> {
     let pairs = match value {

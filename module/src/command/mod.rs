@@ -100,9 +100,8 @@ pub fn panic_for_tests(_ctx: &Context, _args: &Args) -> Result<(), PresenceError
 
 /// Parses a TTL in milliseconds: a whole number from 1 to [`MAX_TTL_MS`].
 pub fn parse_ttl(bytes: &[u8]) -> Result<u64, PresenceError> {
-    std::str::from_utf8(bytes)
+    presence_roster::parse_u64(bytes)
         .ok()
-        .and_then(|s| s.parse::<u64>().ok())
         .filter(|ms| (1..=MAX_TTL_MS as u64).contains(ms))
         .ok_or(PresenceError::BadTtl { max: MAX_TTL_MS })
 }
