@@ -15,6 +15,9 @@ pub enum ShimError {
     /// A wildcard subscription over presence channels: there is no one channel to be present on.
     #[error("presence channels cannot be subscribed with a wildcard")]
     Wildcard,
+    /// A subscribe named a presence channel among others: each reply carries one roster.
+    #[error("subscribe to a presence channel on its own, not in a list")]
+    SeveralChannels,
     /// A client tried to publish on a presence channel: only the server speaks there.
     #[error("only the server publishes on presence channels")]
     PublishForbidden,
@@ -42,6 +45,7 @@ impl ShimError {
             ShimError::Forbidden(_) | ShimError::Wildcard | ShimError::PublishForbidden => {
                 format!("403:{channel}:{self}")
             }
+            ShimError::SeveralChannels => format!("405:{channel}:{self}"),
             ShimError::Config(_) => format!("500:{channel}:{self}"),
             ShimError::Redis(_) | ShimError::Timeout(_) | ShimError::Stream(_) => {
                 format!("503:{channel}:Presence is unavailable, try again ({self})")

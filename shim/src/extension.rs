@@ -44,6 +44,14 @@ impl PresenceExtension {
     }
 }
 
+fn subscription_count(message: &Message) -> usize {
+    match &message.subscription {
+        Some(Value::Array(many)) => many.len(),
+        Some(_) => 1,
+        None => 0,
+    }
+}
+
 fn reject(mut message: Message, error: ShimError, channel: &str) -> Message {
     message.error = Some(error.to_bayeux(channel));
     message
@@ -62,24 +70,20 @@ impl Extension for PresenceExtension {
         _ctx: Context<'_>,
     ) -> Result<Option<Message>, bayeux::Error> {
         if message.channel == "/meta/subscribe" {
-            let channels = self.presence_subscriptions(&message);
-            if let Some(wild) = channels
-                .iter()
-                .find(|c| c.ends_with("/*") || c.ends_with("/**"))
-            {
-                let wild = wild.clone();
-                return Ok(Some(reject(message, ShimError::Wildcard, &wild)));
-            }
-            if channels.len() > 1
-                || (channels.len() == 1
-                    && matches!(message.subscription, Some(Value::Array(ref a)) if a.len() > 1))
-            {
-                let first = channels[0].clone();
-                return Ok(Some(reject(
-                    message,
-                    ShimError::Stream("subscribe to one presence channel at a time".into()),
-                    &first,
-                )));
+            let presence = self.presence_subscriptions(&message);
+            if let Some(first) = presence.first().cloned() {
+                let wildcard = presence
+                    .iter()
+                    .find(|c| c.ends_with("/*") || c.ends_with("/**"));
+                let error = match (wildcard, subscription_count(&message)) {
+                    (Some(wild), _) => Some((ShimError::Wildcard, wild.clone())),
+                    // One reply carries one roster: a presence channel is subscribed on its own.
+                    (None, count) if count > 1 => Some((ShimError::SeveralChannels, first)),
+                    _ => None,
+                };
+                if let Some((error, channel)) = error {
+                    return Ok(Some(reject(message, error, &channel)));
+                }
             }
         } else if !message.channel.starts_with("/meta/") && self.is_presence(&message.channel) {
             let channel = message.channel.clone();

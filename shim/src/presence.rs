@@ -227,7 +227,8 @@ impl Presence {
     }
 
     /// Whether a delivery to `client` should go out: roster messages already in the client's snapshot,
-    /// or arriving before it has one, are held back.
+    /// or arriving before it has one, are held back; so are roster messages to a client that is not a
+    /// member (one subscribed to `/**`, say): presence is for members only.
     pub fn admits(&self, client: &str, message: &Message) -> bool {
         if !self.inner.config.is_presence_channel(&message.channel) {
             return true;
@@ -243,8 +244,7 @@ impl Presence {
             Some(Membership {
                 seen: Some(seen), ..
             }) => rev > *seen,
-            Some(Membership { seen: None, .. }) => false,
-            None => true,
+            Some(Membership { seen: None, .. }) | None => false,
         }
     }
 }

@@ -1,0 +1,100 @@
+//! A minimal WebSocket client (RFC 6455), copied unchanged from `bayeux/bench/ws.rs` (the bayeux
+//! benchmark against Node Faye) so this benchmark drives both servers with the same client code.
+//! Text frames only; pings are ignored (neither server sends them unasked).
+
+use std::io;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+pub struct Reader(BufReader<OwnedReadHalf>);
+pub struct Writer(OwnedWriteHalf);
+
+/// Opens `ws://addr/path`.
+pub async fn connect(addr: &str, path: &str) -> io::Result<(Reader, Writer)> {
+    let stream = TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (rd, mut wr) = stream.into_split();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    wr.write_all(req.as_bytes()).await?;
+    let mut rd = BufReader::new(rd);
+    let mut status = String::new();
+    rd.read_line(&mut status).await?;
+    if !status.contains(" 101 ") {
+        return Err(io::Error::other(format!("upgrade refused: {status}")));
+    }
+    loop {
+        let mut line = String::new();
+        if rd.read_line(&mut line).await? == 0 || line == "\r\n" {
+            break;
+        }
+    }
+    Ok((Reader(rd), Writer(wr)))
+}
+
+impl Writer {
+    /// Sends one masked text frame (clients must mask).
+    pub async fn send(&mut self, text: &str) -> io::Result<()> {
+        let payload = text.as_bytes();
+        let mut frame = Vec::with_capacity(payload.len() + 14);
+        frame.push(0x81);
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n if n <= 0xffff => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        let mask = [0x37, 0xfa, 0x21, 0x3d];
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.0.write_all(&frame).await
+    }
+}
+
+impl Reader {
+    /// The next text (or binary) message, reassembled from fragments; `None` once the peer closes.
+    pub async fn recv(&mut self) -> io::Result<Option<String>> {
+        let mut message = Vec::new();
+        loop {
+            let mut head = [0u8; 2];
+            if self.0.read_exact(&mut head).await.is_err() {
+                return Ok(None);
+            }
+            let (fin, opcode) = (head[0] & 0x80 != 0, head[0] & 0x0f);
+            let mut len = u64::from(head[1] & 0x7f);
+            if len == 126 {
+                len = u64::from(self.0.read_u16().await?);
+            } else if len == 127 {
+                len = self.0.read_u64().await?;
+            }
+            let mut mask = [0u8; 4];
+            if head[1] & 0x80 != 0 {
+                self.0.read_exact(&mut mask).await?;
+            }
+            let mut payload = vec![0u8; len as usize];
+            self.0.read_exact(&mut payload).await?;
+            if head[1] & 0x80 != 0 {
+                payload
+                    .iter_mut()
+                    .enumerate()
+                    .for_each(|(i, b)| *b ^= mask[i % 4]);
+            }
+            match opcode {
+                0x8 => return Ok(None),
+                0x9 | 0xa => continue,
+                _ => message.extend_from_slice(&payload),
+            }
+            if fin {
+                return Ok(Some(String::from_utf8_lossy(&message).into_owned()));
+            }
+        }
+    }
+}
