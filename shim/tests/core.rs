@@ -89,7 +89,10 @@ async fn subscribe_returns_the_roster_and_the_stream_relays_changes() {
     // c1 is past ann's own join (in its snapshot) but not bob's; c2's snapshot has both.
     assert!(presence.admits("c1", bob_join));
     assert!(!presence.admits("c2", bob_join), "already in c2's snapshot");
-    assert!(!presence.admits("stranger", bob_join), "a non-member (subscribed to /**, say) sees no roster");
+    assert!(
+        !presence.admits("stranger", bob_join),
+        "a non-member (subscribed to /**, say) sees no roster"
+    );
 
     presence.unsubscribe("c2", &ch).await;
     let messages = collected.wait_for(&ch, 2).await;
