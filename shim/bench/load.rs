@@ -1,0 +1,883 @@
+//! Benchmark (issue 4): the presence server (`faye-presence`, its rosters in the presence Redis module)
+//! against Node Faye 1.4.3 + faye-presence 0.0.3 (npm), under the same WebSocket client load, on the same
+//! machine, in one run. Build and run from the workspace root:
+//!
+//! ```text
+//! npm ci --prefix shim/bench
+//! cargo build --release -p presence-module -p presence-shim --examples
+//! target/release/examples/presence-bench [--rounds 3] [--clients 200,1000] [--probes 5]
+//! ```
+//!
+//! Each measurement gets fresh processes: a `redis-server` on a free loopback port (ours loads
+//! `libpresence.so` from the same build; theirs is plain) and the server pointed at it (ours:
+//! `faye-presence --value object`, the member value faye-presence sends; theirs:
+//! `bench/faye_presence_server.js`). Both are driven by the identical generator below:
+//!
+//! 1. N clients open a WebSocket, handshake and send a held `/meta/connect` (64 in flight).
+//! 2. `CONFIG RESETSTAT`; the N clients send `/meta/subscribe` to one shared channel with
+//!    `ext.presence = {id, data}`, 64 in flight: subscribes per second (N / time until the last reply)
+//!    and each subscribe's latency (send to reply). The join diffs each subscribe fans out to the members
+//!    already there are part of the load; the phase's CPU and Redis counts run until everything is quiet.
+//!    `INFO commandstats` then gives Redis commands per join.
+//! 3. Presence only, `--probes` times: one more client subscribes; the time from its send until every one
+//!    of the N members has read `{subscribe: {probe: ...}}`; then it unsubscribes, and the same for the
+//!    `{unsubscribe: {probe: null}}` leave diff.
+//! 4. `CONFIG RESETSTAT`; the N clients unsubscribe (64 in flight); once quiet, Redis commands per leave.
+//!
+//! The same steps on a non-presence channel (`/bench/plain`, same message with the same ext) give the
+//! plain-subscribe baseline on each server. Servers are interleaved within a round, rounds repeated; the
+//! summary reports medians and the spread. Every spawned process (servers, redis-servers) is killed by
+//! pid when its measurement ends, when an assertion fails, or on Ctrl-C. Loopback only.
+//! `PRESENCE_BENCH_TRACE=1` prints every frame the first client reads (to see both servers' traffic).
+
+#[path = "ws.rs"]
+mod ws;
+
+use serde_json::{json, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::{oneshot, Notify, Semaphore};
+
+const PRESENCE_CHANNEL: &str = "/presence/bench";
+const PLAIN_CHANNEL: &str = "/bench/plain";
+/// Clients in flight at a time during setup, subscribe and unsubscribe phases.
+const IN_FLIGHT: usize = 64;
+/// Both servers: Faye's `timeout` (long-poll hold), and our presence TTL.
+const TIMEOUT_SECS: &str = "30";
+/// Bound on every wait for a reply, a fan-out or a quiet system.
+const WAIT: Duration = Duration::from_secs(120);
+
+/// A spawned process (a server or a redis-server), killed by pid when dropped: at the end of its
+/// measurement, when an assertion unwinds, or when Ctrl-C drops the whole run.
+struct Guard {
+    child: Child,
+}
+
+impl Guard {
+    fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+    listener.local_addr().unwrap().port()
+}
+
+/// A fresh `redis-server` on a free loopback port (with the presence module when given), and a connection
+/// for the statistics.
+async fn start_redis(module: Option<&Path>) -> (Guard, u16, redis::aio::MultiplexedConnection) {
+    let port = free_port();
+    let mut cmd = Command::new("redis-server");
+    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no", "--dir"])
+        .arg(std::env::temp_dir());
+    if let Some(module) = module {
+        cmd.arg("--loadmodule").arg(module);
+    }
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("cannot start redis-server");
+    let guard = Guard { child };
+    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    for _ in 0..200 {
+        if let Ok(mut con) = client.get_multiplexed_async_connection().await {
+            if redis::cmd("PING")
+                .query_async::<String>(&mut con)
+                .await
+                .is_ok()
+            {
+                return (guard, port, con);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("redis-server on port {port} did not start within 5 s");
+}
+
+/// Spawns a server that prints `listening on ADDR`; returns its guard and address.
+async fn start_server(name: &str, mut cmd: Command) -> (Guard, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    let stdout = child.stdout.take().unwrap();
+    let guard = Guard { child };
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                return addr.to_owned();
+            }
+        }
+        panic!("{name} exited before listening");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{name} did not start within 20 s"));
+    // Keep draining stdout so a chatty server never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (guard, addr)
+}
+
+/// User + system CPU time of a process so far, in seconds (Linux clock ticks are 1/100 s).
+fn cpu_s(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
+}
+
+/// `INFO commandstats` as command -> calls, without this benchmark's own INFO and CONFIG.
+async fn commandstats(con: &mut redis::aio::MultiplexedConnection) -> BTreeMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(con)
+        .await
+        .expect("INFO commandstats");
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            (!name.starts_with("info") && !name.starts_with("config"))
+                .then(|| (name.to_owned(), calls))
+        })
+        .collect()
+}
+
+async fn reset_stats(con: &mut redis::aio::MultiplexedConnection) {
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async::<()>(con)
+        .await
+        .expect("CONFIG RESETSTAT");
+}
+
+/// What the members are waiting for during a probe: the first frame containing `needle`, per member.
+struct Watch {
+    needle: String,
+    members: usize,
+    seen: Vec<bool>,
+    arrivals_us: Vec<u64>,
+    done: Arc<Notify>,
+}
+
+/// State every client's reader shares.
+struct Shared {
+    base: Instant,
+    /// `"channel":"<the channel>"`, counted in each frame: channel messages (roster diffs) received.
+    pattern: String,
+    channel_msgs: AtomicU64,
+    last_msg_us: AtomicU64,
+    watch: Mutex<Option<Watch>>,
+}
+
+impl Shared {
+    fn now_us(&self) -> u64 {
+        self.base.elapsed().as_micros() as u64
+    }
+}
+
+type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>;
+
+/// One Bayeux client over one WebSocket: a reader task answers `/meta/connect` with the next connect,
+/// hands replies to whoever waits for their `id`, and counts channel messages.
+struct Client {
+    id: String,
+    writer: Arc<tokio::sync::Mutex<ws::Writer>>,
+    pending: Pending,
+    next: AtomicU64,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl Client {
+    /// Opens the socket, handshakes, starts the reader and sends the first (held) `/meta/connect`.
+    async fn open(addr: &str, index: usize, shared: Arc<Shared>) -> io::Result<Client> {
+        let (mut rd, mut wr) = ws::connect(addr, "/faye").await?;
+        let hs = json!([{"channel": "/meta/handshake", "version": "1.0", "id": "h",
+            "supportedConnectionTypes": ["websocket"]}]);
+        wr.send(&hs.to_string()).await?;
+        let text = rd
+            .recv()
+            .await?
+            .ok_or_else(|| io::Error::other("closed during handshake"))?;
+        let reply: Value = serde_json::from_str(&text).map_err(io::Error::other)?;
+        let id = reply[0]["clientId"]
+            .as_str()
+            .ok_or_else(|| io::Error::other(format!("handshake refused: {text}")))?
+            .to_owned();
+        let connect =
+            json!([{"channel": "/meta/connect", "clientId": id, "connectionType": "websocket"}])
+                .to_string();
+        let writer = Arc::new(tokio::sync::Mutex::new(wr));
+        let pending: Pending = Arc::default();
+        let reader = tokio::spawn(read_loop(
+            rd,
+            writer.clone(),
+            pending.clone(),
+            shared,
+            connect.clone(),
+            index,
+        ));
+        writer.lock().await.send(&connect).await?;
+        Ok(Client {
+            id,
+            writer,
+            pending,
+            next: AtomicU64::new(0),
+            reader,
+        })
+    }
+
+    /// Sends one message (its `id` and `clientId` filled in) and waits for the reply with that id.
+    async fn request(&self, mut message: Value) -> io::Result<Value> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed).to_string();
+        message["id"] = json!(id);
+        message["clientId"] = json!(self.id);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().unwrap().insert(id, tx);
+        self.writer
+            .lock()
+            .await
+            .send(&json!([message]).to_string())
+            .await?;
+        match tokio::time::timeout(WAIT, rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            _ => Err(io::Error::other("no reply")),
+        }
+    }
+}
+
+async fn read_loop(
+    mut rd: ws::Reader,
+    writer: Arc<tokio::sync::Mutex<ws::Writer>>,
+    pending: Pending,
+    shared: Arc<Shared>,
+    connect: String,
+    index: usize,
+) {
+    while let Ok(Some(text)) = rd.recv().await {
+        let now = shared.now_us();
+        if index == 0 && std::env::var_os("PRESENCE_BENCH_TRACE").is_some() {
+            eprintln!("client 0 <- {text}");
+        }
+        // Only frames with a reply are parsed; roster diffs are counted and searched as text.
+        if text.contains("\"/meta/") {
+            let Ok(Value::Array(messages)) = serde_json::from_str::<Value>(&text) else {
+                continue;
+            };
+            for m in messages {
+                let channel = m["channel"].as_str().unwrap_or_default();
+                if channel == "/meta/connect" {
+                    if m["successful"] == true && writer.lock().await.send(&connect).await.is_err()
+                    {
+                        return;
+                    }
+                } else if channel.starts_with("/meta/") {
+                    let waiter = m["id"]
+                        .as_str()
+                        .and_then(|id| pending.lock().unwrap().remove(id));
+                    if let Some(waiter) = waiter {
+                        let _ = waiter.send(m);
+                    }
+                }
+            }
+        }
+        let n = text.matches(shared.pattern.as_str()).count() as u64;
+        if n > 0 {
+            shared.channel_msgs.fetch_add(n, Ordering::Relaxed);
+            shared.last_msg_us.fetch_max(now, Ordering::Relaxed);
+            let mut watch = shared.watch.lock().unwrap();
+            if let Some(w) = watch.as_mut() {
+                if index < w.members && !w.seen[index] && text.contains(&w.needle) {
+                    w.seen[index] = true;
+                    w.arrivals_us.push(now);
+                    if w.arrivals_us.len() == w.members {
+                        w.done.notify_one();
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn subscribe_message(channel: &str, presence_id: &str) -> Value {
+    json!({"channel": "/meta/subscribe", "subscription": channel,
+        "ext": {"presence": {"id": presence_id, "data": {"name": format!("User {presence_id}"), "status": "online"}}}})
+}
+
+fn unsubscribe_message(channel: &str) -> Value {
+    json!({"channel": "/meta/unsubscribe", "subscription": channel})
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Kind {
+    Ours,
+    Theirs,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Ours => "faye-presence (Rust) + module",
+            Kind::Theirs => "Node Faye 1.4.3 + faye-presence 0.0.3",
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Mode {
+    Presence,
+    Plain,
+}
+
+impl Mode {
+    fn channel(self) -> &'static str {
+        match self {
+            Mode::Presence => PRESENCE_CHANNEL,
+            Mode::Plain => PLAIN_CHANNEL,
+        }
+    }
+}
+
+/// One probe: a client joins the N-member channel, then leaves it.
+struct Probe {
+    reply_ms: f64,
+    /// Roster size in the probe's subscribe reply (N + 1 when everyone is there).
+    roster: usize,
+    join_all_ms: f64,
+    join_p50_ms: f64,
+    leave_all_ms: f64,
+    /// Members that got the join / the leave (N when complete).
+    joined_seen: usize,
+    left_seen: usize,
+}
+
+struct Row {
+    kind: Kind,
+    mode: Mode,
+    clients: usize,
+    subs_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    failed: usize,
+    server_cpu_s: f64,
+    redis_cpu_s: f64,
+    bench_cpu_s: f64,
+    diffs: u64,
+    join_cmds: BTreeMap<String, u64>,
+    unsubs_per_s: f64,
+    leave_cmds: BTreeMap<String, u64>,
+    probes: Vec<Probe>,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+struct Setup {
+    server_bin: PathBuf,
+    module: PathBuf,
+    node_script: PathBuf,
+}
+
+/// Waits until no channel message arrived for 300 ms and Redis' command counts did not move over it.
+async fn quiet(shared: &Shared, con: &mut redis::aio::MultiplexedConnection) {
+    let start = Instant::now();
+    let mut last: Option<BTreeMap<String, u64>> = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let stats = commandstats(con).await;
+        let idle = shared.now_us() - shared.last_msg_us.load(Ordering::Relaxed) >= 300_000;
+        if idle && last.as_ref() == Some(&stats) {
+            return;
+        }
+        last = Some(stats);
+        assert!(start.elapsed() < WAIT, "not quiet after {WAIT:?}");
+    }
+}
+
+/// Runs `op` for every client, `IN_FLIGHT` at a time; returns the wall time and each latency (`None`: failed).
+async fn each_client<F, Fut>(clients: &Arc<Vec<Client>>, op: F) -> (f64, Vec<Option<f64>>)
+where
+    F: Fn(Arc<Vec<Client>>, usize) -> Fut,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let gate = Arc::new(Semaphore::new(IN_FLIGHT));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..clients.len())
+        .map(|i| {
+            let gate = gate.clone();
+            let work = op(clients.clone(), i);
+            tokio::spawn(async move {
+                let _permit = gate.acquire_owned().await.unwrap();
+                let t = Instant::now();
+                let ok = work.await;
+                ok.then(|| t.elapsed().as_secs_f64() * 1000.0)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        latencies.push(t.await.unwrap_or(None));
+    }
+    (start.elapsed().as_secs_f64(), latencies)
+}
+
+async fn wait_watch(shared: &Shared, needle: String, members: usize) -> (Arc<Notify>, u64) {
+    let done = Arc::new(Notify::new());
+    *shared.watch.lock().unwrap() = Some(Watch {
+        needle,
+        members,
+        seen: vec![false; members],
+        arrivals_us: Vec::with_capacity(members),
+        done: done.clone(),
+    });
+    (done, shared.now_us())
+}
+
+/// Ends the watch: (time until the last member, median member, members reached) in ms from `t0`.
+async fn finish_watch(shared: &Shared, done: Arc<Notify>, t0: u64) -> (f64, f64, usize) {
+    let _ = tokio::time::timeout(Duration::from_secs(30), done.notified()).await;
+    let w = shared.watch.lock().unwrap().take().unwrap();
+    let mut arrivals: Vec<f64> = w
+        .arrivals_us
+        .iter()
+        .map(|&a| a.saturating_sub(t0) as f64 / 1000.0)
+        .collect();
+    arrivals.sort_by(f64::total_cmp);
+    let all = if arrivals.len() == w.members {
+        *arrivals.last().unwrap_or(&f64::NAN)
+    } else {
+        f64::NAN
+    };
+    (all, percentile(&arrivals, 0.5), arrivals.len())
+}
+
+async fn measure(setup: &Setup, kind: Kind, mode: Mode, n: usize, probes: usize) -> Row {
+    let channel = mode.channel();
+    let module = (kind == Kind::Ours).then_some(setup.module.as_path());
+    let (redis, redis_port, mut con) = start_redis(module).await;
+    let (server, addr) = match kind {
+        Kind::Ours => {
+            let mut cmd = Command::new(&setup.server_bin);
+            cmd.args(["--listen", "127.0.0.1:0", "--timeout", TIMEOUT_SECS])
+                .args(["--ttl", TIMEOUT_SECS, "--value", "object", "--redis"])
+                .arg(format!("redis://127.0.0.1:{redis_port}"))
+                .env("RUST_LOG", "warn");
+            start_server(kind.name(), cmd).await
+        }
+        Kind::Theirs => {
+            let mut cmd = Command::new("node");
+            cmd.arg(&setup.node_script)
+                .arg(redis_port.to_string())
+                .arg(TIMEOUT_SECS);
+            start_server(kind.name(), cmd).await
+        }
+    };
+    let (server_pid, redis_pid) = (server.pid().to_string(), redis.pid().to_string());
+    let shared = Arc::new(Shared {
+        base: Instant::now(),
+        pattern: format!("\"channel\":\"{channel}\""),
+        channel_msgs: AtomicU64::new(0),
+        last_msg_us: AtomicU64::new(0),
+        watch: Mutex::new(None),
+    });
+
+    // 1. Handshake + held connect, 64 at a time.
+    let gate = Arc::new(Semaphore::new(IN_FLIGHT));
+    let opening: Vec<_> = (0..n)
+        .map(|i| {
+            let (gate, addr, shared) = (gate.clone(), addr.clone(), shared.clone());
+            tokio::spawn(async move {
+                let _permit = gate.acquire_owned().await.unwrap();
+                Client::open(&addr, i, shared).await
+            })
+        })
+        .collect();
+    let mut clients = Vec::with_capacity(n);
+    for t in opening {
+        clients.push(
+            t.await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("{}: client setup failed: {e}", kind.name())),
+        );
+    }
+    let clients = Arc::new(clients);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // 2. Subscribes, 64 in flight.
+    reset_stats(&mut con).await;
+    let cpu0 = (cpu_s(&server_pid), cpu_s(&redis_pid), cpu_s("self"));
+    let (secs, latencies) = each_client(&clients, |clients, i| async move {
+        let message = subscribe_message(channel, &format!("user-{i}"));
+        matches!(clients[i].request(message).await, Ok(r) if r["successful"] == true)
+    })
+    .await;
+    quiet(&shared, &mut con).await;
+    let cpu1 = (cpu_s(&server_pid), cpu_s(&redis_pid), cpu_s("self"));
+    let join_cmds = commandstats(&mut con).await;
+    let diffs = shared.channel_msgs.load(Ordering::Relaxed);
+    let failed = latencies.iter().filter(|l| l.is_none()).count();
+    let mut lat: Vec<f64> = latencies.into_iter().flatten().collect();
+    lat.sort_by(f64::total_cmp);
+
+    // 3. Join and leave diffs reaching all N members.
+    let mut probe_rows = Vec::new();
+    for k in 0..if mode == Mode::Presence { probes } else { 0 } {
+        let probe = Client::open(&addr, n + k, shared.clone())
+            .await
+            .expect("probe client");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let id = format!("probe-{k}");
+        let (done, t0) = wait_watch(&shared, format!("{{\"subscribe\":{{\"{id}\""), n).await;
+        let reply = probe
+            .request(subscribe_message(channel, &id))
+            .await
+            .expect("probe subscribe");
+        let reply_ms = (shared.now_us() - t0) as f64 / 1000.0;
+        let roster = reply["ext"]["presence"]["subscribe"]
+            .as_object()
+            .map_or(0, |r| r.len());
+        let (join_all_ms, join_p50_ms, joined_seen) = finish_watch(&shared, done, t0).await;
+        let (done, t0) = wait_watch(&shared, format!("{{\"unsubscribe\":{{\"{id}\""), n).await;
+        probe
+            .request(unsubscribe_message(channel))
+            .await
+            .expect("probe unsubscribe");
+        let (leave_all_ms, _, left_seen) = finish_watch(&shared, done, t0).await;
+        drop(probe);
+        quiet(&shared, &mut con).await;
+        probe_rows.push(Probe {
+            reply_ms,
+            roster,
+            join_all_ms,
+            join_p50_ms,
+            leave_all_ms,
+            joined_seen,
+            left_seen,
+        });
+    }
+
+    // 4. Unsubscribes, 64 in flight; Redis commands per leave once everything is quiet.
+    quiet(&shared, &mut con).await;
+    reset_stats(&mut con).await;
+    let (unsub_secs, _) = each_client(&clients, |clients, i| async move {
+        matches!(clients[i].request(unsubscribe_message(channel)).await, Ok(r) if r["successful"] == true)
+    })
+    .await;
+    quiet(&shared, &mut con).await;
+    let leave_cmds = commandstats(&mut con).await;
+
+    drop(clients);
+    drop(server);
+    drop(redis);
+    Row {
+        kind,
+        mode,
+        clients: n,
+        subs_per_s: n as f64 / secs,
+        p50_ms: percentile(&lat, 0.50),
+        p99_ms: percentile(&lat, 0.99),
+        failed,
+        server_cpu_s: cpu1.0 - cpu0.0,
+        redis_cpu_s: cpu1.1 - cpu0.1,
+        bench_cpu_s: cpu1.2 - cpu0.2,
+        diffs,
+        join_cmds,
+        unsubs_per_s: n as f64 / unsub_secs,
+        leave_cmds,
+        probes: probe_rows,
+    }
+}
+
+fn per(cmds: &BTreeMap<String, u64>, n: usize) -> f64 {
+    cmds.values().sum::<u64>() as f64 / n as f64
+}
+
+fn breakdown(cmds: &BTreeMap<String, u64>, n: usize) -> String {
+    cmds.iter()
+        .map(|(name, calls)| format!("{name} {:.2}", *calls as f64 / n as f64))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn print_round(round: usize, rows: &[Row]) {
+    println!("\n### Round {round}\n");
+    println!(
+        "| server | channel | clients | subscribes/s | p50 ms | p99 ms | failed | server CPU s | redis CPU s \
+         | bench CPU s | diffs received | Redis cmds per join | unsubscribes/s | Redis cmds per leave |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        println!(
+            "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {:.0} | {:.2} |",
+            r.kind.name(),
+            r.mode.channel(),
+            r.clients,
+            r.subs_per_s,
+            r.p50_ms,
+            r.p99_ms,
+            r.failed,
+            r.server_cpu_s,
+            r.redis_cpu_s,
+            r.bench_cpu_s,
+            r.diffs,
+            per(&r.join_cmds, r.clients),
+            r.unsubs_per_s,
+            per(&r.leave_cmds, r.clients)
+        );
+    }
+    for r in rows.iter().filter(|r| r.mode == Mode::Presence) {
+        println!(
+            "\n{} at {} clients, Redis commands per join: {}; per leave: {}",
+            r.kind.name(),
+            r.clients,
+            breakdown(&r.join_cmds, r.clients),
+            breakdown(&r.leave_cmds, r.clients)
+        );
+        for (k, p) in r.probes.iter().enumerate() {
+            println!(
+                "- probe {k}: reply {:.1} ms (roster of {}), join diff at all {} members {:.1} ms (median member {:.1} ms, reached {}), leave diff at all {:.1} ms (reached {})",
+                p.reply_ms, p.roster, r.clients, p.join_all_ms, p.join_p50_ms, p.joined_seen, p.leave_all_ms, p.left_seen
+            );
+        }
+    }
+}
+
+/// "median [min–max]" of a figure over rounds.
+fn spread(values: &[f64], decimals: usize) -> String {
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if finite.is_empty() {
+        return "n/a".into();
+    }
+    let min = finite.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!(
+        "{:.d$} [{:.d$}–{:.d$}]",
+        median(&finite),
+        min,
+        max,
+        d = decimals
+    )
+}
+
+fn print_summary(rows: &[Row], sizes: &[usize]) {
+    let pick = |kind: Kind, mode: Mode, n: usize| -> Vec<&Row> {
+        rows.iter()
+            .filter(|r| r.kind == kind && r.mode == mode && r.clients == n)
+            .collect()
+    };
+    let fig = |rs: &[&Row], f: fn(&Row) -> f64| rs.iter().map(|r| f(r)).collect::<Vec<_>>();
+    println!("\n### Summary: median [min–max] over rounds\n");
+    println!("| server | channel | clients | subscribes/s | p50 ms | p99 ms | server+redis CPU s | Redis cmds per join | Redis cmds per leave |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for &n in sizes {
+        for mode in [Mode::Presence, Mode::Plain] {
+            for kind in [Kind::Ours, Kind::Theirs] {
+                let rs = pick(kind, mode, n);
+                println!(
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    kind.name(),
+                    mode.channel(),
+                    n,
+                    spread(&fig(&rs, |r| r.subs_per_s), 0),
+                    spread(&fig(&rs, |r| r.p50_ms), 1),
+                    spread(&fig(&rs, |r| r.p99_ms), 1),
+                    spread(&fig(&rs, |r| r.server_cpu_s + r.redis_cpu_s), 2),
+                    spread(&fig(&rs, |r| per(&r.join_cmds, r.clients)), 2),
+                    spread(&fig(&rs, |r| per(&r.leave_cmds, r.clients)), 2),
+                );
+            }
+        }
+    }
+    // Ratios are taken within each round (the two servers ran side by side), then summarised.
+    let ratio = |n: usize, f: &dyn Fn(&Row, &Row) -> f64, a: (Kind, Mode), b: (Kind, Mode)| {
+        let (xs, ys) = (pick(a.0, a.1, n), pick(b.0, b.1, n));
+        let v: Vec<f64> = xs.iter().zip(&ys).map(|(x, y)| f(x, y)).collect();
+        spread(&v, 2)
+    };
+    let ours_p = (Kind::Ours, Mode::Presence);
+    let theirs_p = (Kind::Theirs, Mode::Presence);
+    let ours_plain = (Kind::Ours, Mode::Plain);
+    let theirs_plain = (Kind::Theirs, Mode::Plain);
+    println!("\n### Ratios, per round: median [min–max]\n");
+    println!("| clients | presence subscribes/s ours / theirs (target ≥ 5) | p50 theirs / ours | p99 theirs / ours | ours presence / plain p50 (target ≤ 1.5) | p99 | theirs presence / plain p50 | p99 | ours presence / plain subscribes/s |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    for &n in sizes {
+        println!(
+            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            ratio(n, &|x, y| x.subs_per_s / y.subs_per_s, ours_p, theirs_p),
+            ratio(n, &|x, y| y.p50_ms / x.p50_ms, ours_p, theirs_p),
+            ratio(n, &|x, y| y.p99_ms / x.p99_ms, ours_p, theirs_p),
+            ratio(n, &|x, y| x.p50_ms / y.p50_ms, ours_p, ours_plain),
+            ratio(n, &|x, y| x.p99_ms / y.p99_ms, ours_p, ours_plain),
+            ratio(n, &|x, y| x.p50_ms / y.p50_ms, theirs_p, theirs_plain),
+            ratio(n, &|x, y| x.p99_ms / y.p99_ms, theirs_p, theirs_plain),
+            ratio(n, &|x, y| x.subs_per_s / y.subs_per_s, ours_p, ours_plain),
+        );
+    }
+    println!(
+        "\n### Join and leave diffs reaching every member: median [min–max] over all probes\n"
+    );
+    println!("| server | members | probe subscribe reply ms | join diff at all members ms | join diff at median member ms | leave diff at all members ms |");
+    println!("|---|---|---|---|---|---|");
+    for &n in sizes {
+        for kind in [Kind::Ours, Kind::Theirs] {
+            let ps: Vec<&Probe> = pick(kind, Mode::Presence, n)
+                .into_iter()
+                .flat_map(|r| &r.probes)
+                .collect();
+            let f = |g: fn(&Probe) -> f64| spread(&ps.iter().map(|p| g(p)).collect::<Vec<_>>(), 1);
+            println!(
+                "| {} | {n} | {} | {} | {} | {} |",
+                kind.name(),
+                f(|p| p.reply_ms),
+                f(|p| p.join_all_ms),
+                f(|p| p.join_p50_ms),
+                f(|p| p.leave_all_ms)
+            );
+        }
+        let all = |kind: Kind| {
+            median(
+                &pick(kind, Mode::Presence, n)
+                    .into_iter()
+                    .flat_map(|r| r.probes.iter().map(|p| p.join_all_ms))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        println!(
+            "\njoin diff at all {n} members, theirs / ours (medians): {:.2}",
+            all(Kind::Theirs) / all(Kind::Ours)
+        );
+    }
+}
+
+async fn run(setup: Setup, rounds: usize, sizes: Vec<usize>, probes: usize) {
+    let mut rows = Vec::new();
+    for round in 1..=rounds {
+        let mut these = Vec::new();
+        for &n in &sizes {
+            // Alternate which server goes first, so neither always runs on the warmer (or busier) machine.
+            let mut order = [
+                (Kind::Ours, Mode::Presence),
+                (Kind::Theirs, Mode::Presence),
+                (Kind::Ours, Mode::Plain),
+                (Kind::Theirs, Mode::Plain),
+            ];
+            if round % 2 == 0 {
+                order.swap(0, 1);
+                order.swap(2, 3);
+            }
+            for (kind, mode) in order {
+                eprintln!(
+                    "round {round}: {} on {} with {n} clients",
+                    kind.name(),
+                    mode.channel()
+                );
+                these.push(measure(&setup, kind, mode, n, probes).await);
+            }
+        }
+        print_round(round, &these);
+        rows.extend(these);
+    }
+    print_summary(&rows, &sizes);
+}
+
+#[tokio::main]
+async fn main() {
+    let (mut rounds, mut sizes, mut probes) = (3, vec![200, 1000], 5);
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().expect("a value after the flag");
+        match flag.as_str() {
+            "--rounds" => rounds = value.parse().expect("--rounds N"),
+            "--probes" => probes = value.parse().expect("--probes N"),
+            "--clients" => {
+                sizes = value
+                    .split(',')
+                    .map(|v| v.parse().expect("--clients N[,N...]"))
+                    .collect()
+            }
+            _ => panic!("usage: presence-bench [--rounds R] [--clients N,N] [--probes K]"),
+        }
+    }
+    // This binary is target/<profile>/examples/presence-bench; the server and the module are one level up.
+    let exe = std::env::current_exe().unwrap();
+    let release = exe.parent().and_then(Path::parent).unwrap().to_owned();
+    let setup = Setup {
+        server_bin: release.join("faye-presence"),
+        module: release.join("libpresence.so"),
+        node_script: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("bench/faye_presence_server.js"),
+    };
+    for (path, hint) in [
+        (
+            &setup.server_bin,
+            "cargo build --release -p presence-module -p presence-shim --examples",
+        ),
+        (
+            &setup.module,
+            "cargo build --release -p presence-module -p presence-shim --examples",
+        ),
+        (&setup.node_script, "the bench folder"),
+    ] {
+        assert!(path.exists(), "{} is missing ({hint})", path.display());
+    }
+    let node_modules =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/node_modules/faye-presence");
+    assert!(
+        node_modules.exists(),
+        "run `npm ci --prefix shim/bench` first"
+    );
+    println!(
+        "Presence benchmark: {rounds} round(s), {sizes:?} clients, {probes} probe(s), {IN_FLIGHT} in flight"
+    );
+    // Ctrl-C drops the run, and with it every process guard.
+    tokio::select! {
+        () = run(setup, rounds, sizes, probes) => {}
+        _ = tokio::signal::ctrl_c() => eprintln!("interrupted: stopping every server and redis-server"),
+    }
+}
