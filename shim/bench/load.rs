@@ -24,9 +24,12 @@
 //!    `{unsubscribe: {probe: null}}` leave diff.
 //! 4. `CONFIG RESETSTAT`; the N clients unsubscribe (64 in flight); once quiet, Redis commands per leave.
 //!
-//! The same steps on a non-presence channel (`/bench/plain`, same message with the same ext) give the
-//! plain-subscribe baseline on each server. Servers are interleaved within a round, rounds repeated; the
-//! summary reports medians and the spread. Every spawned process (servers, redis-servers) is killed by
+//! The same steps run twice more on each server: each client on a presence channel of its own
+//! (`/presence/solo/<i>`: a roster of one, no diffs, so the presence cost of a subscribe without the
+//! fan-out), and every client on one non-presence channel (`/bench/plain`, the same message with the same
+//! ext): the plain-subscribe baseline, whose probes publish one message instead (the same N-way fan-out
+//! without presence, as a control). Servers are interleaved within a round, rounds repeated; the summary
+//! reports medians and the spread, and ratios taken within each round. Every spawned process (servers, redis-servers) is killed by
 //! pid when its measurement ends, when an assertion fails, or on Ctrl-C. Loopback only.
 //! `PRESENCE_BENCH_TRACE=1` prints every frame the first client reads (to see both servers' traffic).
 
@@ -47,6 +50,8 @@ use tokio::sync::{oneshot, Notify, Semaphore};
 
 const PRESENCE_CHANNEL: &str = "/presence/bench";
 const PLAIN_CHANNEL: &str = "/bench/plain";
+/// Presence with no fan-out: client i subscribes to `/presence/solo/i` alone (a roster of one, no diffs).
+const SOLO_PREFIX: &str = "/presence/solo/";
 /// Clients in flight at a time during setup, subscribe and unsubscribe phases.
 const IN_FLIGHT: usize = 64;
 /// Both servers: Faye's `timeout` (long-poll hold), and our presence TTL.
@@ -258,6 +263,12 @@ impl Client {
         })
     }
 
+    /// Publishes `data` on `channel` without waiting for the acknowledgement.
+    async fn publish(&self, channel: &str, data: Value) -> io::Result<()> {
+        let message = json!([{"channel": channel, "clientId": self.id, "data": data}]);
+        self.writer.lock().await.send(&message.to_string()).await
+    }
+
     /// Sends one message (its `id` and `clientId` filled in) and waits for the reply with that id.
     async fn request(&self, mut message: Value) -> io::Result<Value> {
         let id = self.next.fetch_add(1, Ordering::Relaxed).to_string();
@@ -356,16 +367,40 @@ impl Kind {
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Mode {
+    /// Every client on one presence channel (the issue's load).
     Presence,
+    /// Every client on a presence channel of its own.
+    Solo,
+    /// Every client on one non-presence channel.
     Plain,
 }
 
 impl Mode {
-    fn channel(self) -> &'static str {
+    /// The channel client `i` subscribes to.
+    fn channel(self, i: usize) -> String {
         match self {
-            Mode::Presence => PRESENCE_CHANNEL,
-            Mode::Plain => PLAIN_CHANNEL,
+            Mode::Presence => PRESENCE_CHANNEL.to_owned(),
+            Mode::Solo => format!("{SOLO_PREFIX}{i}"),
+            Mode::Plain => PLAIN_CHANNEL.to_owned(),
         }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Presence => "/presence/bench (shared)",
+            Mode::Solo => "/presence/solo/i (one each)",
+            Mode::Plain => "/bench/plain (shared)",
+        }
+    }
+
+    /// What every channel message of this mode's channels starts with.
+    fn pattern(self) -> String {
+        let prefix = match self {
+            Mode::Presence => PRESENCE_CHANNEL,
+            Mode::Solo => SOLO_PREFIX,
+            Mode::Plain => PLAIN_CHANNEL,
+        };
+        format!("\"channel\":\"{prefix}")
     }
 }
 
@@ -497,7 +532,7 @@ async fn finish_watch(shared: &Shared, done: Arc<Notify>, t0: u64) -> (f64, f64,
 }
 
 async fn measure(setup: &Setup, kind: Kind, mode: Mode, n: usize, probes: usize) -> Row {
-    let channel = mode.channel();
+    let channel = mode.channel(0);
     let module = (kind == Kind::Ours).then_some(setup.module.as_path());
     let (redis, redis_port, mut con) = start_redis(module).await;
     let (server, addr) = match kind {
@@ -520,7 +555,7 @@ async fn measure(setup: &Setup, kind: Kind, mode: Mode, n: usize, probes: usize)
     let (server_pid, redis_pid) = (server.pid().to_string(), redis.pid().to_string());
     let shared = Arc::new(Shared {
         base: Instant::now(),
-        pattern: format!("\"channel\":\"{channel}\""),
+        pattern: mode.pattern(),
         channel_msgs: AtomicU64::new(0),
         last_msg_us: AtomicU64::new(0),
         watch: Mutex::new(None),
@@ -552,7 +587,7 @@ async fn measure(setup: &Setup, kind: Kind, mode: Mode, n: usize, probes: usize)
     reset_stats(&mut con).await;
     let cpu0 = (cpu_s(&server_pid), cpu_s(&redis_pid), cpu_s("self"));
     let (secs, latencies) = each_client(&clients, |clients, i| async move {
-        let message = subscribe_message(channel, &format!("user-{i}"));
+        let message = subscribe_message(&mode.channel(i), &format!("user-{i}"));
         matches!(clients[i].request(message).await, Ok(r) if r["successful"] == true)
     })
     .await;
@@ -564,17 +599,38 @@ async fn measure(setup: &Setup, kind: Kind, mode: Mode, n: usize, probes: usize)
     let mut lat: Vec<f64> = latencies.into_iter().flatten().collect();
     lat.sort_by(f64::total_cmp);
 
-    // 3. Join and leave diffs reaching all N members.
+    // 3. Join and leave diffs reaching all N members. On the plain channel, the control: one published
+    //    message reaching all N subscribers (the same fan-out without presence, on the same server).
     let mut probe_rows = Vec::new();
-    for k in 0..if mode == Mode::Presence { probes } else { 0 } {
+    for k in 0..if mode == Mode::Solo { 0 } else { probes } {
         let probe = Client::open(&addr, n + k, shared.clone())
             .await
             .expect("probe client");
         tokio::time::sleep(Duration::from_millis(200)).await;
         let id = format!("probe-{k}");
+        if mode == Mode::Plain {
+            let (done, t0) = wait_watch(&shared, format!("\"probe\":\"{id}\""), n).await;
+            probe
+                .publish(&channel, json!({"probe": id}))
+                .await
+                .expect("probe publish");
+            let (all_ms, p50_ms, seen) = finish_watch(&shared, done, t0).await;
+            drop(probe);
+            quiet(&shared, &mut con).await;
+            probe_rows.push(Probe {
+                reply_ms: f64::NAN,
+                roster: 0,
+                join_all_ms: all_ms,
+                join_p50_ms: p50_ms,
+                leave_all_ms: f64::NAN,
+                joined_seen: seen,
+                left_seen: 0,
+            });
+            continue;
+        }
         let (done, t0) = wait_watch(&shared, format!("{{\"subscribe\":{{\"{id}\""), n).await;
         let reply = probe
-            .request(subscribe_message(channel, &id))
+            .request(subscribe_message(&channel, &id))
             .await
             .expect("probe subscribe");
         let reply_ms = (shared.now_us() - t0) as f64 / 1000.0;
@@ -584,7 +640,7 @@ async fn measure(setup: &Setup, kind: Kind, mode: Mode, n: usize, probes: usize)
         let (join_all_ms, join_p50_ms, joined_seen) = finish_watch(&shared, done, t0).await;
         let (done, t0) = wait_watch(&shared, format!("{{\"unsubscribe\":{{\"{id}\""), n).await;
         probe
-            .request(unsubscribe_message(channel))
+            .request(unsubscribe_message(&channel))
             .await
             .expect("probe unsubscribe");
         let (leave_all_ms, _, left_seen) = finish_watch(&shared, done, t0).await;
@@ -605,7 +661,7 @@ async fn measure(setup: &Setup, kind: Kind, mode: Mode, n: usize, probes: usize)
     quiet(&shared, &mut con).await;
     reset_stats(&mut con).await;
     let (unsub_secs, _) = each_client(&clients, |clients, i| async move {
-        matches!(clients[i].request(unsubscribe_message(channel)).await, Ok(r) if r["successful"] == true)
+        matches!(clients[i].request(unsubscribe_message(&mode.channel(i))).await, Ok(r) if r["successful"] == true)
     })
     .await;
     quiet(&shared, &mut con).await;
@@ -655,7 +711,7 @@ fn print_round(round: usize, rows: &[Row]) {
         println!(
             "| {} | {} | {} | {:.0} | {:.1} | {:.1} | {} | {:.2} | {:.2} | {:.2} | {} | {:.2} | {:.0} | {:.2} |",
             r.kind.name(),
-            r.mode.channel(),
+            r.mode.label(),
             r.clients,
             r.subs_per_s,
             r.p50_ms,
@@ -670,10 +726,11 @@ fn print_round(round: usize, rows: &[Row]) {
             per(&r.leave_cmds, r.clients)
         );
     }
-    for r in rows.iter().filter(|r| r.mode == Mode::Presence) {
+    for r in rows.iter().filter(|r| r.mode != Mode::Plain) {
         println!(
-            "\n{} at {} clients, Redis commands per join: {}; per leave: {}",
+            "\n{} on {} at {} clients, Redis commands per join: {}; per leave: {}",
             r.kind.name(),
+            r.mode.label(),
             r.clients,
             breakdown(&r.join_cmds, r.clients),
             breakdown(&r.leave_cmds, r.clients)
@@ -684,6 +741,19 @@ fn print_round(round: usize, rows: &[Row]) {
                 p.reply_ms, p.roster, r.clients, p.join_all_ms, p.join_p50_ms, p.joined_seen, p.leave_all_ms, p.left_seen
             );
         }
+    }
+    for r in rows.iter().filter(|r| r.mode == Mode::Plain) {
+        let ms: Vec<String> = r
+            .probes
+            .iter()
+            .map(|p| format!("{:.1}", p.join_all_ms))
+            .collect();
+        println!(
+            "\n{} at {} clients, one publish on the plain channel at all subscribers (ms): {}",
+            r.kind.name(),
+            r.clients,
+            ms.join(", ")
+        );
     }
 }
 
@@ -715,13 +785,13 @@ fn print_summary(rows: &[Row], sizes: &[usize]) {
     println!("| server | channel | clients | subscribes/s | p50 ms | p99 ms | server+redis CPU s | Redis cmds per join | Redis cmds per leave |");
     println!("|---|---|---|---|---|---|---|---|---|");
     for &n in sizes {
-        for mode in [Mode::Presence, Mode::Plain] {
+        for mode in [Mode::Presence, Mode::Solo, Mode::Plain] {
             for kind in [Kind::Ours, Kind::Theirs] {
                 let rs = pick(kind, mode, n);
                 println!(
                     "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                     kind.name(),
-                    mode.channel(),
+                    mode.label(),
                     n,
                     spread(&fig(&rs, |r| r.subs_per_s), 0),
                     spread(&fig(&rs, |r| r.p50_ms), 1),
@@ -743,41 +813,72 @@ fn print_summary(rows: &[Row], sizes: &[usize]) {
     let theirs_p = (Kind::Theirs, Mode::Presence);
     let ours_plain = (Kind::Ours, Mode::Plain);
     let theirs_plain = (Kind::Theirs, Mode::Plain);
-    println!("\n### Ratios, per round: median [min–max]\n");
-    println!("| clients | presence subscribes/s ours / theirs (target ≥ 5) | p50 theirs / ours | p99 theirs / ours | ours presence / plain p50 (target ≤ 1.5) | p99 | theirs presence / plain p50 | p99 | ours presence / plain subscribes/s |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    let ours_solo = (Kind::Ours, Mode::Solo);
+    let theirs_solo = (Kind::Theirs, Mode::Solo);
+    let subs = |x: &Row, y: &Row| x.subs_per_s / y.subs_per_s;
+    let p50 = |x: &Row, y: &Row| x.p50_ms / y.p50_ms;
+    let p99 = |x: &Row, y: &Row| x.p99_ms / y.p99_ms;
+    println!("\n### Ratios within each round: median [min–max]\n");
+    println!("Ours against theirs (target: presence subscribes/s ≥ 5x):\n");
+    println!("| clients | channels | subscribes/s ours / theirs | p50 latency theirs / ours | p99 theirs / ours |");
+    println!("|---|---|---|---|---|");
     for &n in sizes {
-        println!(
-            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            ratio(n, &|x, y| x.subs_per_s / y.subs_per_s, ours_p, theirs_p),
-            ratio(n, &|x, y| y.p50_ms / x.p50_ms, ours_p, theirs_p),
-            ratio(n, &|x, y| y.p99_ms / x.p99_ms, ours_p, theirs_p),
-            ratio(n, &|x, y| x.p50_ms / y.p50_ms, ours_p, ours_plain),
-            ratio(n, &|x, y| x.p99_ms / y.p99_ms, ours_p, ours_plain),
-            ratio(n, &|x, y| x.p50_ms / y.p50_ms, theirs_p, theirs_plain),
-            ratio(n, &|x, y| x.p99_ms / y.p99_ms, theirs_p, theirs_plain),
-            ratio(n, &|x, y| x.subs_per_s / y.subs_per_s, ours_p, ours_plain),
-        );
+        for (label, ours, theirs) in [
+            (Mode::Presence.label(), ours_p, theirs_p),
+            (Mode::Solo.label(), ours_solo, theirs_solo),
+            (Mode::Plain.label(), ours_plain, theirs_plain),
+        ] {
+            println!(
+                "| {n} | {label} | {} | {} | {} |",
+                ratio(n, &subs, ours, theirs),
+                ratio(n, &|x, y| p50(y, x), ours, theirs),
+                ratio(n, &|x, y| p99(y, x), ours, theirs),
+            );
+        }
+    }
+    println!("\nPresence against plain subscribes on the same server (target on ours: p50 latency ≤ 1.5x):\n");
+    println!("| clients | server | presence channels | p50 presence / plain | p99 presence / plain | subscribes/s presence / plain |");
+    println!("|---|---|---|---|---|---|");
+    for &n in sizes {
+        for (kind, plain) in [(Kind::Ours, ours_plain), (Kind::Theirs, theirs_plain)] {
+            for mode in [Mode::Presence, Mode::Solo] {
+                let pres = (kind, mode);
+                println!(
+                    "| {n} | {} | {} | {} | {} | {} |",
+                    kind.name(),
+                    mode.label(),
+                    ratio(n, &p50, pres, plain),
+                    ratio(n, &p99, pres, plain),
+                    ratio(n, &subs, pres, plain),
+                );
+            }
+        }
     }
     println!(
         "\n### Join and leave diffs reaching every member: median [min–max] over all probes\n"
     );
-    println!("| server | members | probe subscribe reply ms | join diff at all members ms | join diff at median member ms | leave diff at all members ms |");
-    println!("|---|---|---|---|---|---|");
+    println!("| server | members | probe subscribe reply ms | join diff at all members ms | join diff at median member ms | leave diff at all members ms | control: one publish on the plain channel at all subscribers ms |");
+    println!("|---|---|---|---|---|---|---|");
     for &n in sizes {
         for kind in [Kind::Ours, Kind::Theirs] {
-            let ps: Vec<&Probe> = pick(kind, Mode::Presence, n)
-                .into_iter()
-                .flat_map(|r| &r.probes)
-                .collect();
-            let f = |g: fn(&Probe) -> f64| spread(&ps.iter().map(|p| g(p)).collect::<Vec<_>>(), 1);
+            let probes_of = |mode: Mode| -> Vec<&Probe> {
+                pick(kind, mode, n)
+                    .into_iter()
+                    .flat_map(|r| &r.probes)
+                    .collect()
+            };
+            let (ps, control) = (probes_of(Mode::Presence), probes_of(Mode::Plain));
+            let f = |ps: &[&Probe], g: fn(&Probe) -> f64| {
+                spread(&ps.iter().map(|p| g(p)).collect::<Vec<_>>(), 1)
+            };
             println!(
-                "| {} | {n} | {} | {} | {} | {} |",
+                "| {} | {n} | {} | {} | {} | {} | {} |",
                 kind.name(),
-                f(|p| p.reply_ms),
-                f(|p| p.join_all_ms),
-                f(|p| p.join_p50_ms),
-                f(|p| p.leave_all_ms)
+                f(&ps, |p| p.reply_ms),
+                f(&ps, |p| p.join_all_ms),
+                f(&ps, |p| p.join_p50_ms),
+                f(&ps, |p| p.leave_all_ms),
+                f(&control, |p| p.join_all_ms)
             );
         }
         let all = |kind: Kind| {
@@ -804,18 +905,21 @@ async fn run(setup: Setup, rounds: usize, sizes: Vec<usize>, probes: usize) {
             let mut order = [
                 (Kind::Ours, Mode::Presence),
                 (Kind::Theirs, Mode::Presence),
+                (Kind::Ours, Mode::Solo),
+                (Kind::Theirs, Mode::Solo),
                 (Kind::Ours, Mode::Plain),
                 (Kind::Theirs, Mode::Plain),
             ];
             if round % 2 == 0 {
                 order.swap(0, 1);
                 order.swap(2, 3);
+                order.swap(4, 5);
             }
             for (kind, mode) in order {
                 eprintln!(
                     "round {round}: {} on {} with {n} clients",
                     kind.name(),
-                    mode.channel()
+                    mode.label()
                 );
                 these.push(measure(&setup, kind, mode, n, probes).await);
             }
