@@ -5,7 +5,7 @@
 //! ```text
 //! npm ci --prefix shim/bench
 //! cargo build --release -p presence-module -p presence-shim --examples
-//! target/release/examples/presence-bench [--rounds 3] [--clients 200,1000] [--probes 5]
+//! target/release/examples/presence-bench [--rounds 3] [--clients 200,1000] [--probes 5] [--server ours|theirs]
 //! ```
 //!
 //! Each measurement gets fresh processes: a `redis-server` on a free loopback port (ours loads
@@ -896,7 +896,7 @@ fn print_summary(rows: &[Row], sizes: &[usize]) {
     }
 }
 
-async fn run(setup: Setup, rounds: usize, sizes: Vec<usize>, probes: usize) {
+async fn run(setup: Setup, rounds: usize, sizes: Vec<usize>, probes: usize, kinds: Vec<Kind>) {
     let mut rows = Vec::new();
     for round in 1..=rounds {
         let mut these = Vec::new();
@@ -915,7 +915,7 @@ async fn run(setup: Setup, rounds: usize, sizes: Vec<usize>, probes: usize) {
                 order.swap(2, 3);
                 order.swap(4, 5);
             }
-            for (kind, mode) in order {
+            for (kind, mode) in order.into_iter().filter(|(k, _)| kinds.contains(k)) {
                 eprintln!(
                     "round {round}: {} on {} with {n} clients",
                     kind.name(),
@@ -933,6 +933,7 @@ async fn run(setup: Setup, rounds: usize, sizes: Vec<usize>, probes: usize) {
 #[tokio::main]
 async fn main() {
     let (mut rounds, mut sizes, mut probes) = (3, vec![200, 1000], 5);
+    let mut kinds = vec![Kind::Ours, Kind::Theirs];
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().expect("a value after the flag");
@@ -945,7 +946,12 @@ async fn main() {
                     .map(|v| v.parse().expect("--clients N[,N...]"))
                     .collect()
             }
-            _ => panic!("usage: presence-bench [--rounds R] [--clients N,N] [--probes K]"),
+            // One server only (to profile it, say): no ratios then.
+            "--server" if value == "ours" => kinds = vec![Kind::Ours],
+            "--server" if value == "theirs" => kinds = vec![Kind::Theirs],
+            _ => panic!(
+                "usage: presence-bench [--rounds R] [--clients N,N] [--probes K] [--server ours|theirs]"
+            ),
         }
     }
     // This binary is target/<profile>/examples/presence-bench; the server and the module are one level up.
@@ -981,7 +987,7 @@ async fn main() {
     );
     // Ctrl-C drops the run, and with it every process guard.
     tokio::select! {
-        () = run(setup, rounds, sizes, probes) => {}
+        () = run(setup, rounds, sizes, probes, kinds) => {}
         _ = tokio::signal::ctrl_c() => eprintln!("interrupted: stopping every server and redis-server"),
     }
 }
