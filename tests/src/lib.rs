@@ -10,10 +10,12 @@
 //!   decodes roster events.
 //! - [`reply`]: reading presence replies the same way in RESP2 (flat arrays) and RESP3 (maps).
 //! - [`wait_until`]: polls a condition with a deadline instead of sleeping.
+//! - [`presence_server`]: the `faye-presence` binary and real Faye clients (Node) driving it end to end.
 
 pub mod cluster;
 pub mod commands;
 pub mod listener;
+pub mod presence_server;
 pub mod reply;
 pub mod server;
 
