@@ -54,10 +54,13 @@ function makeClient(name, url, transport) {
     // waiters for meta replies: [{channel, subscription, resolve}]
     waiters: [],
     handshakeWaiters: [],
+    // message id -> subscription of the meta message sent with it (a reply may leave `subscription` out)
+    sentFor: new Map(),
   };
   client.addExtension({
     outgoing(message, callback) {
       if (state.frozen) return; // dropped: the server never hears from this client again
+      if (message.id && message.subscription) state.sentFor.set(message.id, message.subscription);
       if (message.channel === '/meta/subscribe' && state.pendingExt.has(message.subscription)) {
         message.ext = Object.assign({}, message.ext || {}, { presence: state.pendingExt.get(message.subscription) });
       }
@@ -72,14 +75,15 @@ function makeClient(name, url, transport) {
         ws.forEach((resolve) => resolve(message.clientId));
       }
       if (message.channel.startsWith('/meta/')) {
+        const subscription = message.subscription !== undefined ? message.subscription : state.sentFor.get(message.id);
         state.waiters = state.waiters.filter((w) => {
-          if (w.channel === message.channel && (w.subscription === undefined || w.subscription === message.subscription)) {
+          if (w.channel === message.channel && (w.subscription === undefined || w.subscription === subscription)) {
             w.resolve(message);
             return false;
           }
           return true;
         });
-      } else {
+      } else if ('data' in message) { // not a publish acknowledgement
         const rev = message.ext && message.ext.presence ? message.ext.presence.rev : undefined;
         emit({ ev: 'msg', client: name, channel: message.channel, data: message.data, rev: rev === undefined ? null : rev });
       }

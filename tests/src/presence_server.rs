@@ -264,7 +264,8 @@ impl Driver {
             .and_then(|_| stdin.flush())
             .expect("write to the driver");
         let what = format!("the driver's answer to {}", line.trim());
-        let at = self.wait_for(&what, LIMIT, |e| {
+        // Longer than the driver's own limit, so its timeouts are reported as answers.
+        let at = self.wait_for(&what, LIMIT + Duration::from_secs(10), |e| {
             e.get("ev").as_str() == Some("done") && e.get("req").as_f64() == Some(req as f64)
         });
         self.events()[at].clone()

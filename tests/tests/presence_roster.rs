@@ -100,3 +100,137 @@ fn reply_roster_and_join_leave_diffs() {
         assert!(d.faults().is_empty(), "{:?}", d.faults());
     }
 }
+
+#[test]
+fn one_id_on_two_connections_is_one_member() {
+    let (redis, server) = setup();
+    let mut con = redis.connect();
+    for transport in Transport::ALL {
+        let channel = unique_channel("twice");
+        let mut d = Driver::start();
+        for name in ["obs", "tab1", "tab2"] {
+            d.client(name, &server.url(), transport);
+        }
+        let obs = d.join("obs", &channel, "observer", Json::Null);
+        let mut seen = Observed::from_reply(&obs);
+
+        // Two connections (two tabs) of one id: one join, and both replies show one member.
+        let one = d.join("tab1", &channel, "dana", json(r#"{"tab":1}"#));
+        let two = d.join("tab2", &channel, "dana", json(r#"{"tab":1}"#));
+        assert_eq!(one.get("subscribe").keys(), ["dana", "observer"]);
+        assert_eq!(two.get("subscribe").keys(), ["dana", "observer"]);
+        assert_eq!(count(&mut con, &channel).unwrap().1, 2, "members");
+        assert_eq!(count(&mut con, &channel).unwrap().2, 3, "connections");
+
+        // The first tab leaving changes nothing for others; the member stays.
+        d.unsubscribe("tab1", &channel);
+        presence_tests::wait_until(
+            "the first tab's connection to go",
+            presence_tests::presence_server::LIMIT,
+            || count(&mut con, &channel).unwrap().2 == 2,
+        );
+        // The second leaving (disconnect) is the member's leave. Nothing came in between.
+        d.disconnect("tab2");
+        let got = d.wait_messages("obs", &channel, 2);
+        assert_eq!(
+            got.iter()
+                .map(|m| m.get("data").clone())
+                .collect::<Vec<_>>(),
+            vec![
+                json(r#"{"subscribe":{"dana":{"tab":1}}}"#),
+                json(r#"{"unsubscribe":{"dana":null}}"#),
+            ],
+            "{transport:?}"
+        );
+        seen.apply_all(&got);
+        assert!(seen.violations.is_empty(), "{:?}", seen.violations);
+        assert_eq!(seen.ids(), ["observer"]);
+        assert_eq!(count(&mut con, &channel).unwrap().1, 1);
+        // And nothing more arrives after the leave (e.g. a second leave).
+        d.unsubscribe("obs", &channel);
+        assert_eq!(d.messages("obs", &channel).len(), 2, "{transport:?}");
+    }
+}
+
+#[test]
+fn missing_id_is_rejected_and_nothing_is_stored() {
+    let (redis, server) = setup();
+    let mut con = redis.connect();
+    for transport in Transport::ALL {
+        let channel = unique_channel("noid");
+        let mut d = Driver::start();
+        d.client("a", &server.url(), transport);
+        for presence in [
+            None,
+            Some(json(r#"{"data":{"x":1}}"#)),
+            Some(json(r#"{"id":42,"data":null}"#)),
+            Some(json(r#"{"id":null}"#)),
+            Some(json(r#""alice""#)),
+        ] {
+            let what = format!("{transport:?} {presence:?}");
+            let err = d.subscribe("a", &channel, presence).unwrap_err();
+            assert_eq!(
+                err, "No presence id specified in presence subscription",
+                "{what}"
+            );
+        }
+        let exists: bool = redis::cmd("EXISTS").arg(&channel).query(&mut con).unwrap();
+        assert!(
+            !exists,
+            "{transport:?}: a rejected subscribe stored something"
+        );
+        assert_eq!(count(&mut con, &channel).unwrap(), (0, 0, 0));
+        // The client itself is fine, and can then join properly.
+        let ok = d.join("a", &channel, "late", Json::Null);
+        assert_eq!(ok.get("subscribe").keys(), ["late"], "{transport:?}");
+    }
+}
+
+#[test]
+fn plain_channels_are_left_alone() {
+    let (redis, server) = setup();
+    let mut con = redis.connect();
+    for transport in Transport::ALL {
+        let plain = format!("/chat/{}", unique_channel("plain").replace('/', "_"));
+        let channel = unique_channel("rules");
+        let mut d = Driver::start();
+        d.client("a", &server.url(), transport);
+        d.client("b", &server.url(), transport);
+
+        // A plain subscribe: no presence ext in the reply, even when one is sent, nothing in Redis.
+        let reply = d
+            .subscribe("a", &plain, Some(json(r#"{"id":"alice"}"#)))
+            .unwrap();
+        assert_eq!(reply.get("presence"), &Json::Null, "{transport:?}: {reply}");
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query(&mut con).unwrap();
+        assert!(
+            keys.iter().all(|k| !k.contains("chat")),
+            "plain channel stored: {keys:?}"
+        );
+        // Publishing works as in any Bayeux server, data untouched.
+        d.publish("b", &plain, json(r#"{"text":"hi","subscribe":{"x":1}}"#))
+            .unwrap();
+        let got = d.wait_messages("a", &plain, 1);
+        assert_eq!(
+            got[0].get("data"),
+            &json(r#"{"text":"hi","subscribe":{"x":1}}"#)
+        );
+
+        // Presence channels are the server's: clients may not publish there, nor use wildcards.
+        d.join("a", &channel, "alice", Json::Null);
+        let err = d
+            .publish("b", &channel, json(r#"{"subscribe":{"mallory":null}}"#))
+            .unwrap_err();
+        assert!(!err.is_empty(), "publish on a presence channel: {err}");
+        let wild = format!("{}/*", channel.rsplit_once('/').unwrap().0);
+        assert!(
+            d.subscribe("b", &wild, Some(json(r#"{"id":"w"}"#)))
+                .is_err(),
+            "{transport:?}: wildcard subscribe on presence channels accepted"
+        );
+        let (_, members) = roster(&mut con, &channel).unwrap();
+        assert_eq!(members.len(), 1, "{transport:?}: {members:?}");
+        // a saw no forged roster message.
+        assert!(d.messages("a", &channel).is_empty(), "{transport:?}");
+    }
+}
