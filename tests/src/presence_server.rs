@@ -515,7 +515,8 @@ pub fn messages_in(events: &[Json], name: &str, channel: &str) -> Vec<Json> {
 
 /// A client's roster rebuilt from what it was told: its subscribe reply, then each roster message in
 /// order. Every step is checked as a legacy client would need it: a join only for an id it does not
-/// have, a leave only for one it has, one id per message, and `rev` strictly increasing.
+/// have (or a change of its data: subscribe is an upsert), a leave only for one it has, one id per
+/// message, and `rev` strictly increasing.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Observed {
     /// The members as told, id -> value.
@@ -524,7 +525,7 @@ pub struct Observed {
     pub rev: f64,
     /// Every rule broken, in words; empty when all was well.
     pub violations: Vec<String>,
-    /// The diffs applied, in order, as `+id` / `-id`.
+    /// The diffs applied, in order, as `+id` (join), `~id` (data changed), `-id` (leave).
     pub history: Vec<String>,
 }
 
@@ -559,12 +560,14 @@ impl Observed {
         match (joins, leaves) {
             (Json::Obj(joins), Json::Null) if joins.len() == 1 => {
                 for (id, value) in joins {
-                    if self.members.contains_key(id) {
-                        self.violations
-                            .push(format!("join for {id:?}, already a member: {message}"));
+                    // Subscribe is an upsert: for a member it already has, only a change of data.
+                    match self.members.insert(id.clone(), value.clone()) {
+                        Some(old) if old == *value => self.violations.push(format!(
+                            "join for {id:?}, already a member with that data: {message}"
+                        )),
+                        Some(_) => self.history.push(format!("~{id}")),
+                        None => self.history.push(format!("+{id}")),
                     }
-                    self.members.insert(id.clone(), value.clone());
-                    self.history.push(format!("+{id}"));
                 }
             }
             (Json::Null, Json::Obj(leaves)) if leaves.len() == 1 => {
