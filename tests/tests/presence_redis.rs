@@ -1,0 +1,139 @@
+//! `faye-presence` end to end against its Redis servers: channels sharded over two of them, and a Redis
+//! that goes down and comes back.
+
+use std::time::{Duration, Instant};
+
+use presence_tests::commands::roster;
+use presence_tests::presence_server::{json, Driver, Json, Observed, PresenceServer, Transport};
+use presence_tests::{unique_channel, wait_until, RedisServer};
+
+fn exists(con: &mut redis::Connection, key: &str) -> bool {
+    redis::cmd("EXISTS").arg(key).query(con).unwrap()
+}
+
+#[test]
+fn channels_spread_over_two_shards_each_on_exactly_one() {
+    let shards = [RedisServer::start(), RedisServer::start()];
+    let server = PresenceServer::start(&["--redis", &shards[0].url(), "--redis", &shards[1].url()]);
+    let mut cons: Vec<_> = shards.iter().map(|s| s.connect()).collect();
+    let mut d = Driver::start();
+    d.client("a", &server.url(), Transport::LongPolling);
+    d.client("b", &server.url(), Transport::WebSocket);
+    let channels: Vec<String> = (0..16).map(|_| unique_channel("shard")).collect();
+    let mut on = [0, 0];
+    for channel in &channels {
+        d.join("a", channel, "alice", json(r#"{"k":1}"#));
+        let b = d.join("b", channel, "bob", Json::Null);
+        assert_eq!(b.get("subscribe").keys(), ["alice", "bob"], "{channel}");
+        let held: Vec<bool> = cons.iter_mut().map(|c| exists(c, channel)).collect();
+        assert_eq!(
+            held.iter().filter(|h| **h).count(),
+            1,
+            "{channel} on shards {held:?}"
+        );
+        let shard = held.iter().position(|h| *h).unwrap();
+        on[shard] += 1;
+        let (_, members) = roster(&mut cons[shard], channel).unwrap();
+        assert_eq!(members.len(), 2, "{channel}: {members:?}");
+        // The diff is relayed from whichever shard holds the channel.
+        let got = d.wait_messages("a", channel, 1);
+        assert_eq!(got[0].get("data"), &json(r#"{"subscribe":{"bob":null}}"#));
+    }
+    assert!(
+        on[0] > 0 && on[1] > 0,
+        "all 16 channels on one shard: {on:?}"
+    );
+    // Leaves go to the right shard too.
+    for channel in &channels {
+        d.unsubscribe("b", channel);
+    }
+    for channel in &channels {
+        let got = d.wait_messages("a", channel, 2);
+        assert_eq!(got[1].get("data"), &json(r#"{"unsubscribe":{"bob":null}}"#));
+        let shard = cons.iter_mut().position(|c| exists(c, channel)).unwrap();
+        let (_, members) = roster(&mut cons[shard], channel).unwrap();
+        assert_eq!(members.len(), 1, "{channel}: {members:?}");
+    }
+    assert!(d.faults().is_empty(), "{:?}", d.faults());
+}
+
+/// Stops `redis` (SHUTDOWN NOSAVE: its port closes, its data is gone) and waits until it is down.
+fn stop(redis: &RedisServer) {
+    let mut con = redis.connect();
+    let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").arg("NOSAVE").query(&mut con);
+    wait_until("Redis to stop", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", redis.port())).is_err()
+    });
+}
+
+#[test]
+fn redis_down_fails_presence_clearly_and_plain_channels_keep_working() {
+    let mut redis = RedisServer::start();
+    let server = PresenceServer::start(&["--redis", &redis.url()]);
+    let plain = "/plain/redis-down";
+    let mut d = Driver::start();
+    for (name, transport) in [
+        ("lp", Transport::LongPolling),
+        ("ws", Transport::WebSocket),
+        ("pub", Transport::LongPolling),
+    ] {
+        d.client(name, &server.url(), transport);
+        d.connect(name);
+    }
+    d.subscribe("lp", plain, None).unwrap();
+    stop(&redis);
+
+    // Presence subscribes fail with an error, soon.
+    for name in ["lp", "ws"] {
+        let channel = unique_channel("down");
+        let started = Instant::now();
+        let result = d.subscribe(name, &channel, Some(json(r#"{"id":"alice"}"#)));
+        let took = started.elapsed();
+        let err = result.expect_err("a presence subscribe with Redis down succeeded");
+        assert!(!err.is_empty(), "{name}: empty error");
+        assert!(
+            took < Duration::from_secs(10),
+            "{name}: failed only after {took:?}"
+        );
+    }
+    // Plain channels keep working: subscribe, publish, deliver.
+    d.subscribe("ws", plain, None).unwrap();
+    d.publish("pub", plain, json(r#"{"n":1}"#)).unwrap();
+    for name in ["lp", "ws"] {
+        let got = d.wait_messages(name, plain, 1);
+        assert_eq!(got[0].get("data"), &json(r#"{"n":1}"#));
+    }
+
+    // Redis is back (same port, module loaded, empty): presence works again, within a bound.
+    redis.restart(None);
+    let channel = unique_channel("back");
+    let back = Instant::now();
+    let mut attempts = 0;
+    let reply = loop {
+        attempts += 1;
+        match d.subscribe("lp", &channel, Some(json(r#"{"id":"alice","data":1}"#))) {
+            Ok(ext) => break ext,
+            Err(e) => {
+                assert!(
+                    back.elapsed() < Duration::from_secs(15),
+                    "presence still failing {:?} after Redis came back ({attempts} tries): {e}",
+                    back.elapsed()
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
+    assert_eq!(
+        reply.get("presence").get("subscribe"),
+        &json(r#"{"alice":1}"#)
+    );
+    let mut seen = Observed::from_reply(reply.get("presence"));
+    d.join("ws", &channel, "bob", Json::Null);
+    let got = d.wait_messages("lp", &channel, 1);
+    seen.apply_all(&got);
+    assert!(seen.violations.is_empty(), "{:?}", seen.violations);
+    assert_eq!(seen.ids(), ["alice", "bob"]);
+    let (_, members) = roster(&mut redis.connect(), &channel).unwrap();
+    assert_eq!(members.len(), 2, "{members:?}");
+    assert!(d.faults().is_empty(), "{:?}", d.faults());
+}
