@@ -249,6 +249,13 @@ impl Driver {
 
     /// Sends `{"op": op, ...fields}` and returns the driver's answer (`ok` may be false).
     pub fn request(&mut self, op: &str, fields: Vec<(&str, Json)>) -> Json {
+        let req = self.send(op, fields);
+        self.answer(req)
+    }
+
+    /// Sends `{"op": op, ...fields}` without waiting: the driver runs commands concurrently. Returns
+    /// the request number for [`Driver::answer`].
+    pub fn send(&mut self, op: &str, fields: Vec<(&str, Json)>) -> u64 {
         self.next += 1;
         let req = self.next;
         let mut command = BTreeMap::new();
@@ -263,12 +270,23 @@ impl Driver {
             .write_all(line.as_bytes())
             .and_then(|_| stdin.flush())
             .expect("write to the driver");
-        let what = format!("the driver's answer to {}", line.trim());
+        req
+    }
+
+    /// Waits for the driver's answer to request `req`.
+    pub fn answer(&self, req: u64) -> Json {
+        let what = format!("the driver's answer to request {req}");
         // Longer than the driver's own limit, so its timeouts are reported as answers.
-        let at = self.wait_for(&what, LIMIT + Duration::from_secs(10), |e| {
-            e.get("ev").as_str() == Some("done") && e.get("req").as_f64() == Some(req as f64)
-        });
-        self.events()[at].clone()
+        self.wait_events(&what, LIMIT + Duration::from_secs(10), |events| {
+            events
+                .iter()
+                .rev()
+                .find(|e| {
+                    e.get("ev").as_str() == Some("done")
+                        && e.get("req").as_f64() == Some(req as f64)
+                })
+                .cloned()
+        })
     }
 
     /// Like [`Driver::request`], failing the test unless the answer is `ok`.

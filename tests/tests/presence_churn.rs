@@ -1,0 +1,230 @@
+//! `faye-presence` churn end to end: many Faye clients (both transports) on two server processes sharing
+//! one Redis subscribe, unsubscribe, disconnect and vanish concurrently under a few shared ids for a
+//! bounded time. Then, in the known end state, `PRESENCE.ROSTER` and every observer's roster built from
+//! diffs equal the truth, and no observer was ever sent a join for a member it had or a leave for one
+//! it did not have. Zero discrepancies.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use presence_tests::commands::roster;
+use presence_tests::presence_server::{
+    messages_in, Driver, Json, Observed, PresenceServer, Transport,
+};
+use presence_tests::{unique_channel, RedisServer};
+
+/// xorshift64*: reproducible choices without a crate; the seed is in every failure message.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) % n
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum State {
+    /// Connected, not on the channel.
+    Idle,
+    /// On the channel as its id.
+    Present,
+    /// Disconnected or frozen: this client is done; a new one takes its slot.
+    Gone,
+}
+
+struct Worker {
+    driver: usize,
+    name: String,
+    id: String,
+    server: usize,
+    transport: Transport,
+    state: State,
+}
+
+const IDS: usize = 10;
+const WORKERS: usize = 20;
+const CHURN: Duration = Duration::from_secs(5);
+
+/// Every id has the same data on every connection, so any `subscribe` for a member already there is a
+/// duplicate join, never a data change.
+fn data_of(id: &str) -> Json {
+    Json::obj(vec![("who", id.into()), ("n", Json::Num(id.len() as f64))])
+}
+
+#[test]
+fn churn_over_two_processes_ends_with_every_roster_true() {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    let mut rng = Rng(seed);
+    let redis = RedisServer::start();
+    // A short long-poll hold, so frozen clients are timed out within the test.
+    let servers = [
+        PresenceServer::start(&["--redis", &redis.url(), "--timeout", "1"]),
+        PresenceServer::start(&["--redis", &redis.url(), "--timeout", "1"]),
+    ];
+    let channel = unique_channel("churn");
+
+    // Observers: one per server and transport, in a driver of their own; they never leave.
+    let mut obs = Driver::start();
+    let mut observers = Vec::new();
+    for (s, server) in servers.iter().enumerate() {
+        for transport in Transport::ALL {
+            let name = format!("obs-{s}-{}", transport.name());
+            obs.client(&name, &server.url(), transport);
+            let reply = obs.join(&name, &channel, &name, Json::Null);
+            observers.push((name, Observed::from_reply(&reply)));
+        }
+    }
+
+    // Workers, spread over two drivers (two Node processes running their clients concurrently).
+    let mut drivers = [Driver::start(), Driver::start()];
+    let mut workers: Vec<Worker> = (0..WORKERS)
+        .map(|i| Worker {
+            driver: i % 2,
+            name: format!("w{i}.0"),
+            id: format!("user-{}", i % IDS),
+            server: (i / 2) % 2,
+            transport: Transport::ALL[(i / 4) % 2],
+            state: State::Gone,
+        })
+        .collect();
+    let mut next_name = 1;
+    let started = Instant::now();
+    let mut rounds = 0;
+    let mut ops = 0;
+    while started.elapsed() < CHURN {
+        rounds += 1;
+        // Each round: every worker picks a step; all steps are sent at once, then all answers awaited.
+        let mut pending = Vec::new();
+        for (i, w) in workers.iter_mut().enumerate() {
+            let d = &mut drivers[w.driver];
+            let roll = rng.below(100);
+            let (op, next) = match w.state {
+                State::Gone => {
+                    // A fresh client in this slot (possibly another id, server and transport).
+                    w.name = format!("w{i}.{next_name}");
+                    next_name += 1;
+                    w.id = format!("user-{}", rng.below(IDS as u64));
+                    w.server = rng.below(2) as usize;
+                    w.transport = Transport::ALL[rng.below(2) as usize];
+                    d.client(&w.name, &servers[w.server].url(), w.transport);
+                    ("subscribe", State::Present)
+                }
+                State::Idle if roll < 70 => ("subscribe", State::Present),
+                State::Idle => continue,
+                State::Present if roll < 40 => ("unsubscribe", State::Idle),
+                State::Present if roll < 60 => ("disconnect", State::Gone),
+                State::Present if roll < 65 => ("freeze", State::Gone),
+                State::Present => continue,
+            };
+            let mut fields = vec![("name", Json::from(w.name.as_str()))];
+            if op != "disconnect" && op != "freeze" {
+                fields.push(("channel", channel.as_str().into()));
+            }
+            if op == "subscribe" {
+                let presence =
+                    Json::obj(vec![("id", w.id.as_str().into()), ("data", data_of(&w.id))]);
+                fields.push(("presence", presence));
+            }
+            let req = d.send(op, fields);
+            pending.push((i, op, req, next));
+        }
+        for (i, op, req, next) in pending {
+            let w = &mut workers[i];
+            let answer = drivers[w.driver].answer(req);
+            assert!(
+                answer.get("ok").as_bool() == Some(true),
+                "seed {seed}: {op} by {} ({}) failed: {answer}",
+                w.name,
+                w.id
+            );
+            w.state = next;
+            ops += 1;
+        }
+    }
+
+    // The known end state: the observers and the ids of workers still present. Frozen clients are
+    // removed by the inactivity timeout (1.6 s) in the meantime.
+    let mut truth: BTreeSet<String> = observers.iter().map(|(n, _)| n.clone()).collect();
+    truth.extend(
+        workers
+            .iter()
+            .filter(|w| w.state == State::Present)
+            .map(|w| w.id.clone()),
+    );
+    let truth: Vec<String> = truth.into_iter().collect();
+    let mut con = redis.connect();
+    presence_tests::wait_until(
+        "PRESENCE.ROSTER to equal the truth",
+        Duration::from_secs(15),
+        || {
+            let (_, members) = roster(&mut con, &channel).unwrap();
+            members
+                .keys()
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .collect::<Vec<_>>()
+                == truth
+        },
+    );
+    let (rev, members) = roster(&mut con, &channel).unwrap();
+    for (id, value) in &members {
+        let id = String::from_utf8_lossy(id);
+        let want = if id.starts_with("obs-") {
+            Json::Null
+        } else {
+            data_of(&id)
+        };
+        assert_eq!(
+            Json::parse(&String::from_utf8_lossy(value)).ok(),
+            Some(want),
+            "seed {seed}: {id}'s value in Redis"
+        );
+    }
+
+    // Every observer's diff-built roster reaches the truth at Redis's rev, with no discrepancy on the way.
+    let mut diffs = 0;
+    for (name, seen) in &mut observers {
+        let got = obs.wait_events(
+            &format!("{name}'s roster to reach rev {rev}"),
+            Duration::from_secs(15),
+            |events| {
+                let got = messages_in(events, name, &channel);
+                (got.last().and_then(|m| m.get("rev").as_f64()) >= Some(rev as f64)
+                    || seen.rev >= rev as f64)
+                    .then_some(got)
+            },
+        );
+        diffs += got.len();
+        seen.apply_all(&got);
+        assert!(
+            seen.violations.is_empty(),
+            "seed {seed}: {name} was told wrong: {:#?}\nhistory {:?}",
+            seen.violations,
+            seen.history
+        );
+        assert_eq!(seen.ids(), truth, "seed {seed}: {name}'s roster");
+        assert_eq!(seen.rev, rev as f64, "seed {seed}: {name}'s rev");
+        for (id, value) in &seen.members {
+            let want = if id.starts_with("obs-") {
+                Json::Null
+            } else {
+                data_of(id)
+            };
+            assert_eq!(value, &want, "seed {seed}: {name}'s value of {id}");
+        }
+    }
+    for d in drivers.iter().chain([&obs]) {
+        assert!(d.faults().is_empty(), "seed {seed}: {:?}", d.faults());
+    }
+    eprintln!(
+        "churn: seed {seed}, {rounds} rounds, {ops} steps, {diffs} diffs to {} observers, final rev {rev}, {} members",
+        observers.len(),
+        truth.len()
+    );
+}
