@@ -90,7 +90,10 @@ fn redis_down_fails_presence_clearly_and_plain_channels_keep_working() {
         let result = d.subscribe(name, &channel, Some(json(r#"{"id":"alice"}"#)));
         let took = started.elapsed();
         let err = result.expect_err("a presence subscribe with Redis down succeeded");
-        assert!(!err.is_empty(), "{name}: empty error");
+        assert!(
+            err.contains("Redis") || err.contains("presence"),
+            "{name}: not a clear error: {err:?}"
+        );
         assert!(
             took < Duration::from_secs(10),
             "{name}: failed only after {took:?}"
