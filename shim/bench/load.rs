@@ -881,6 +881,10 @@ fn print_summary(rows: &[Row], sizes: &[usize]) {
                 f(&control, |p| p.join_all_ms)
             );
         }
+    }
+    // After the table, so it stays one table.
+    println!();
+    for &n in sizes {
         let all = |kind: Kind| {
             median(
                 &pick(kind, Mode::Presence, n)
@@ -890,7 +894,7 @@ fn print_summary(rows: &[Row], sizes: &[usize]) {
             )
         };
         println!(
-            "\njoin diff at all {n} members, theirs / ours (medians): {:.2}",
+            "join diff at all {n} members, theirs / ours (medians): {:.2}",
             all(Kind::Theirs) / all(Kind::Ours)
         );
     }
