@@ -28,6 +28,7 @@ fn a_client_that_stops_polling_leaves_after_the_inactivity_timeout() {
         d.freeze("gone");
         let got = d.wait_messages_for("obs", &channel, 2, Duration::from_secs(15));
         let took = froze.elapsed();
+        eprintln!("{transport:?}: leave {took:?} after the client went silent");
         assert_eq!(
             got[1].get("data"),
             &json(r#"{"unsubscribe":{"ghost":null}}"#),
