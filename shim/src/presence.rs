@@ -280,34 +280,29 @@ impl Inner {
         }
     }
 
-    /// Repairs the channel's view after a gap in the stream.
-    async fn resync(&self, channel: &str) {
-        let truth = match self.store.roster(channel).await {
-            Ok(truth) => truth,
-            Err(error) => {
-                tracing::error!(%error, channel, "cannot read the roster to resync; local subscribers may be stale");
-                return;
-            }
-        };
+    /// Repairs the channel's view after a gap in the stream. Fails if the roster cannot be read; the
+    /// stream then tries again, and holds back newer events until it succeeds (relaying them on a stale
+    /// view would tell subscribers of joins they already have).
+    async fn resync(&self, channel: &str) -> Result<(), ShimError> {
+        let truth = self.store.roster(channel).await?;
         let diff = {
             let mut state = self.state.lock().unwrap();
             let State { channels, members } = &mut *state;
             let Some(entry) = channels.get_mut(channel) else {
-                return;
+                return Ok(());
             };
-            let (mut diff, went_back) = entry.view.resync(truth.rev, truth.members);
+            let (diff, went_back) = entry.view.resync(truth.rev, truth.members);
             entry.rev.send_replace(entry.view.rev());
             if went_back {
                 tracing::warn!(channel, "presence revision went backwards: Redis lost data; telling subscribers the roster as it is now");
+                // The corrections come right after `told_rev` (see ChannelView::resync). Later events
+                // restart from the lower revision Redis now has: snapshots must not hold them back.
                 for client in &entry.clients {
                     if let Some(membership) = members.get_mut(&(client.clone(), channel.to_owned()))
                     {
-                        membership.seen = membership.seen.map(|_| 0);
+                        membership.seen = membership.seen.map(|seen| seen.min(truth.rev));
                     }
                 }
-                // Revision 0 is below every snapshot; the corrections must still pass.
-                diff.iter_mut()
-                    .for_each(|event| event.rev = event.rev.max(1));
             }
             diff
         };
@@ -319,6 +314,7 @@ impl Inner {
         for event in &diff {
             self.deliver.deliver(roster_message(channel, event)).await;
         }
+        Ok(())
     }
 }
 
@@ -333,9 +329,10 @@ impl StreamSink for Sink {
         }
     }
 
-    async fn resync(&self, channel: &str) {
-        if let Some(inner) = self.0.upgrade() {
-            inner.resync(channel).await;
+    async fn resync(&self, channel: &str) -> Result<(), ShimError> {
+        match self.0.upgrade() {
+            Some(inner) => inner.resync(channel).await,
+            None => Ok(()),
         }
     }
 }

@@ -82,8 +82,13 @@ impl ChannelView {
     }
 
     /// Replaces the view with the true roster read at `rev` after a gap in the stream, and returns the
-    /// difference as events, all at `rev`: leaves for members gone, joins for members new or changed.
-    /// The second value is true when the revision went backwards (Redis lost data).
+    /// difference as events: leaves for members gone, joins for members new or changed. The second value
+    /// is true when the revision went backwards (Redis lost data).
+    ///
+    /// Each correction gets its own revision, newer than anything the subscribers were told, so a client
+    /// that drops diffs it already has keeps them all: normally the last revisions up to `rev` (the gap
+    /// held at least one event per difference, so they are all past the view's revision); after data loss,
+    /// the revisions right after the view's.
     pub fn resync(
         &mut self,
         rev: u64,
@@ -94,7 +99,7 @@ impl ChannelView {
         for id in self.members.keys() {
             if !truth.contains_key(id) {
                 diff.push(Event {
-                    rev,
+                    rev: 0,
                     kind: EventKind::Leave,
                     id: id.clone(),
                     data: None,
@@ -104,7 +109,7 @@ impl ChannelView {
         for (id, data) in &truth {
             if self.members.get(id) != Some(data) {
                 diff.push(Event {
-                    rev,
+                    rev: 0,
                     kind: EventKind::Join,
                     id: id.clone(),
                     data: Some(data.clone()),
@@ -112,6 +117,14 @@ impl ChannelView {
             }
         }
         let went_back = rev < self.rev;
+        let first = if went_back || rev < self.rev + diff.len() as u64 {
+            self.rev + 1
+        } else {
+            rev + 1 - diff.len() as u64
+        };
+        for (n, event) in diff.iter_mut().enumerate() {
+            event.rev = first + n as u64;
+        }
         self.rev = rev;
         self.members = truth;
         self.initialized = true;
@@ -207,23 +220,32 @@ mod tests {
             ],
         );
         assert!(!went_back);
+        let revs: Vec<u64> = diff.iter().map(|e| e.rev).collect();
+        assert_eq!(
+            revs,
+            vec![7, 8, 9],
+            "one revision each, the last ones up to the truth's"
+        );
         let mut diff: Vec<_> = diff
             .iter()
-            .map(|e| (e.kind, String::from_utf8_lossy(&e.id).into_owned(), e.rev))
+            .map(|e| (e.kind, String::from_utf8_lossy(&e.id).into_owned()))
             .collect();
         diff.sort();
         assert_eq!(
             diff,
             vec![
-                (EventKind::Join, "changes".into(), 9),
-                (EventKind::Join, "new".into(), 9),
-                (EventKind::Leave, "goes".into(), 9)
+                (EventKind::Join, "changes".into()),
+                (EventKind::Join, "new".into()),
+                (EventKind::Leave, "goes".into())
             ]
         );
         assert_eq!(view.rev(), 9);
-        assert!(
-            view.resync(3, []).1,
-            "a revision going backwards is reported"
-        );
+
+        // Redis lost data: corrections come right after what was told, whatever Redis says now.
+        let (diff, went_back) = view.resync(3, []);
+        assert!(went_back, "a revision going backwards is reported");
+        let revs: Vec<u64> = diff.iter().map(|e| e.rev).collect();
+        assert_eq!(revs, vec![10, 11, 12]);
+        assert_eq!(view.rev(), 3);
     }
 }

@@ -121,7 +121,13 @@ async fn run(
                 };
                 if !ours {
                     tracing::info!(channel, "presence stream resubscribed after a gap");
-                    sink.resync(&channel).await;
+                    // Newer events wait behind the resync, so retry until the roster can be read.
+                    let mut pause = Duration::from_millis(50);
+                    while let Err(error) = sink.resync(&channel).await {
+                        tracing::warn!(%error, channel, "presence resync failed; retrying");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(2));
+                    }
                 }
             }
             PushKind::Disconnection => {

@@ -22,8 +22,9 @@ pub trait StreamSink: Send + Sync + 'static {
     /// Events of `channel`, in `rev` order.
     async fn events(&self, channel: &str, events: Vec<Event>);
     /// The subscription to `channel` had a gap: resync it now. Events read after this call returns are
-    /// newer than anything the gap hid.
-    async fn resync(&self, channel: &str);
+    /// newer than anything the gap hid. On an error the stream retries (a plain server's stream by
+    /// reconnecting, which resyncs again) before it reads on.
+    async fn resync(&self, channel: &str) -> Result<(), ShimError>;
 }
 
 /// The stream of one server, or of a whole cluster.

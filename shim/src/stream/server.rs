@@ -195,7 +195,7 @@ async fn serve(
         }
         if gap {
             for channel in &channels {
-                sink.resync(channel).await;
+                sink.resync(channel).await?;
             }
         }
         for frame in held {
