@@ -144,6 +144,17 @@ fn churn_over_two_processes_ends_with_every_roster_true() {
                 w.name,
                 w.id
             );
+            if op == "subscribe" {
+                // The reply's roster holds the subscriber and every observer, with their data.
+                let members = answer.get("ext").get("presence").get("subscribe");
+                assert_eq!(members.get(&w.id), &data_of(&w.id), "seed {seed}: {answer}");
+                for (name, _) in &observers {
+                    assert!(
+                        members.keys().contains(name),
+                        "seed {seed}: {name} missing from {answer}"
+                    );
+                }
+            }
             w.state = next;
             ops += 1;
         }
