@@ -271,3 +271,40 @@ async fn a_hung_hook_times_out_instead_of_hanging_the_request() {
     assert_eq!(error_of(&r), "500::Internal server error");
     assert_eq!(start.elapsed(), std::time::Duration::from_secs(10));
 }
+
+/// Lets only the client named in `keep` receive deliveries on `/filtered`.
+struct OnlyKeep(Arc<Mutex<String>>);
+
+#[async_trait]
+impl Extension for OnlyKeep {
+    fn sees_deliveries(&self, _channel: &str) -> bool {
+        false
+    }
+    fn admits_delivery(&self, m: &Message, client: Option<&str>) -> bool {
+        m.channel != "/filtered" || client == Some(self.0.lock().unwrap().as_str())
+    }
+}
+
+#[tokio::test]
+async fn a_delivery_filter_picks_receivers_without_outgoing_hooks() {
+    let keep = Arc::new(Mutex::new(String::new()));
+    let s = server_with(vec![Arc::new(OnlyKeep(keep.clone()))]);
+    let (kept, dropped) = (handshake(&s).await, handshake(&s).await);
+    *keep.lock().unwrap() = kept.clone();
+    for c in [&kept, &dropped] {
+        subscribe(&s, c, json!(["/filtered", "/open"])).await;
+    }
+    publish(&s, &kept, "/filtered", json!(1)).await;
+    publish(&s, &kept, "/open", json!(2)).await;
+    let channels = |got: Vec<serde_json::Value>| -> Vec<String> {
+        got.iter()
+            .map(|m| m["channel"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(channels(poll(&s, &kept).await.1), ["/filtered", "/open"]);
+    assert_eq!(
+        channels(poll(&s, &dropped).await.1),
+        ["/open"],
+        "filtered for this client only"
+    );
+}

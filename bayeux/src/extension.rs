@@ -154,6 +154,16 @@ pub trait Extension: Send + Sync + 'static {
         true
     }
 
+    /// A cheap per-receiver filter, run on every delivery before any `outgoing` hook and without
+    /// copying the message: `false` drops `message` for the receiving client. Unlike `outgoing`, it
+    /// keeps the shared, serialize-once fan-out, so an extension that only decides *who* gets a delivery
+    /// (a presence extension holding back diffs already in a client's snapshot) should use this and
+    /// return `false` from [`Extension::sees_deliveries`]. Must not block. Default: `true`.
+    fn admits_delivery(&self, message: &Message, client_id: Option<&str>) -> bool {
+        let _ = (message, client_id);
+        true
+    }
+
     /// Sees lifecycle events. Awaited: the server moves on to the next event when this returns.
     async fn event(&self, event: &Event) {
         let _ = event;
@@ -210,6 +220,17 @@ impl Pipeline {
     /// Whether any extension hooks deliveries on `channel`.
     pub(crate) fn sees_deliveries(&self, channel: &str) -> bool {
         self.extensions.iter().any(|e| e.sees_deliveries(channel))
+    }
+
+    /// Whether every extension admits this delivery to `client_id`; a panicking filter drops it.
+    pub(crate) fn admits_delivery(&self, message: &Message, client_id: Option<&str>) -> bool {
+        self.extensions.iter().all(|e| {
+            std::panic::catch_unwind(AssertUnwindSafe(|| e.admits_delivery(message, client_id)))
+                .unwrap_or_else(|_| {
+                    tracing::error!(channel = %message.channel, "extension delivery filter panicked");
+                    false
+                })
+        })
     }
 
     /// Hands `event` to every extension in order; a panicking or hung listener is logged and skipped.

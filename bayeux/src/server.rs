@@ -347,6 +347,13 @@ impl Server {
             if !self
                 .inner
                 .pipeline
+                .admits_delivery(shared.message(), client)
+            {
+                continue;
+            }
+            if !self
+                .inner
+                .pipeline
                 .sees_deliveries(&shared.message().channel)
             {
                 // Nobody rewrites this delivery per client: send the shared, serialized copy.
