@@ -1,6 +1,6 @@
 //! [`Claim`]: who a subscribing client says it is, read from the subscribe's `ext.presence`.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::config::{Config, ValueMode};
 use crate::error::ShimError;
@@ -58,21 +58,13 @@ impl Claim {
             .to_owned();
         let value = match config.value {
             ValueMode::Data => object.get("data").cloned().unwrap_or(Value::Null),
-            ValueMode::Object => Value::Object(public_fields(object)),
+            ValueMode::Object => Value::Object(object),
         };
         Ok(Claim {
             id,
             value: serde_json::to_vec(&value).expect("a JSON value always serializes"),
         })
     }
-}
-
-/// The presence object as other members see it: `id` and `data` only (no tokens).
-fn public_fields(object: Map<String, Value>) -> Map<String, Value> {
-    object
-        .into_iter()
-        .filter(|(k, _)| k == "id" || k == "data")
-        .collect()
 }
 
 #[cfg(test)]
@@ -108,11 +100,12 @@ mod tests {
             value: ValueMode::Object,
             ..config()
         };
-        let ext = json!({"presence": {"id": "ann", "data": 7}});
+        // All of it, as faye-presence 0.0.3 relayed it, extra fields included.
+        let ext = json!({"presence": {"id": "ann", "data": 7, "avatar": "a.png"}});
         let claim = Claim::from_ext(Some(&ext), "c1", "/presence/r", &config).unwrap();
         assert_eq!(
             serde_json::from_slice::<Value>(&claim.value).unwrap(),
-            json!({"id": "ann", "data": 7})
+            json!({"id": "ann", "data": 7, "avatar": "a.png"})
         );
     }
 

@@ -10,8 +10,9 @@ pub enum ValueMode {
     /// The member's `data` (`null` if it sent none). The default.
     #[default]
     Data,
-    /// The whole `ext.presence` object the member sent (`{id, data}`), which is what faye-presence 0.0.3
-    /// actually put in its messages: for front ends moving over unchanged.
+    /// The whole `ext.presence` object the member sent (`{id, data, ...}`, every field), which is what
+    /// faye-presence 0.0.3 actually put in its messages: for front ends moving over unchanged. With a
+    /// secret, the object is the signed `channel_data`.
     Object,
 }
 

@@ -4,7 +4,7 @@
 //!   outgoing hook), [`Presence::subscribe`]; its roster goes into the reply's `ext.presence`, its error
 //!   into the reply's `error`, which makes the server undo the subscription.
 //! - Unsubscribe, disconnect and timeout events: [`Presence::unsubscribe`].
-//! - Deliveries on presence channels pass [`Presence::admits`].
+//! - Deliveries on presence channels pass [`Presence::admits`] (a filter: the shared fan-out stays).
 //! - Clients may not publish on presence channels, nor subscribe to them with wildcards.
 
 use async_trait::async_trait;
@@ -59,9 +59,14 @@ fn reject(mut message: Message, error: ShimError, channel: &str) -> Message {
 
 #[async_trait]
 impl Extension for PresenceExtension {
-    /// Only roster messages are filtered per client; every other channel keeps the shared fan-out.
-    fn sees_deliveries(&self, channel: &str) -> bool {
-        self.is_presence(channel)
+    /// Deliveries are only filtered (see `admits_delivery`), never rewritten, so every channel keeps
+    /// the shared, serialize-once fan-out.
+    fn sees_deliveries(&self, _channel: &str) -> bool {
+        false
+    }
+
+    fn admits_delivery(&self, message: &Message, client_id: Option<&str>) -> bool {
+        client_id.is_none_or(|client| self.presence.admits(client, message))
     }
 
     async fn incoming(
@@ -98,12 +103,6 @@ impl Extension for PresenceExtension {
         ctx: Context<'_>,
     ) -> Result<Option<Message>, bayeux::Error> {
         match ctx.direction {
-            Direction::Delivery => {
-                let admitted = ctx
-                    .client_id
-                    .is_none_or(|client| self.presence.admits(client, &message));
-                Ok(admitted.then_some(message))
-            }
             Direction::Reply
                 if message.channel == "/meta/subscribe" && message.successful == Some(true) =>
             {
