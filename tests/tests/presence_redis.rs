@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use presence_tests::commands::roster;
 use presence_tests::presence_server::{json, Driver, Json, Observed, PresenceServer, Transport};
-use presence_tests::{unique_channel, wait_until, RedisServer};
+use presence_tests::{unique_channel, wait_until, RedisServer, ServerOptions};
 
 fn exists(con: &mut redis::Connection, key: &str) -> bool {
     redis::cmd("EXISTS").arg(key).query(con).unwrap()
@@ -197,6 +197,125 @@ fn subscribers_from_before_an_outage_keep_a_true_roster_after_it() {
     );
     seen.apply_all(&got[1..]);
     assert!(seen.violations.is_empty(), "{:?}", seen.violations);
+    let (rev, members) = roster(&mut con, &channel).unwrap();
+    assert_eq!(members.len(), 3, "{members:?}");
+    assert_eq!(seen.rev, rev as f64, "history {:?}", seen.history);
+}
+
+/// The server's pub/sub connection is cut (CLIENT KILL TYPE pubsub): it re-listens, tells its
+/// subscribers what changed meanwhile, and they hear later changes exactly once, in order.
+#[test]
+fn a_cut_pubsub_connection_is_repaired() {
+    let redis = RedisServer::start();
+    let server = PresenceServer::start(&["--redis", &redis.url()]);
+    let channel = unique_channel("cut");
+    let mut d = Driver::start();
+    for (name, transport) in [
+        ("obs", Transport::WebSocket),
+        ("a", Transport::LongPolling),
+        ("b", Transport::WebSocket),
+    ] {
+        d.client(name, &server.url(), transport);
+    }
+    let mut seen = Observed::from_reply(&d.join("obs", &channel, "observer", Json::Null));
+    d.join("a", &channel, "alice", Json::Null);
+    seen.apply_all(&d.wait_messages("obs", &channel, 1));
+
+    let mut con = redis.connect();
+    let killed: i64 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("TYPE")
+        .arg("pubsub")
+        .query(&mut con)
+        .unwrap();
+    assert!(killed >= 1, "the server had no pub/sub connection");
+    // Another process's member joins right away, most likely while this server's stream is down: the
+    // repair (read the roster, tell the difference) must bring it to the observer anyway.
+    presence_tests::commands::join(
+        &mut con,
+        &channel,
+        "elsewhere",
+        "carol",
+        r#"{"c":1}"#,
+        &["TTL", "60000"],
+    )
+    .unwrap();
+    // While the stream reconnects, a presence subscribe fails with "try again" (503): retry, bounded.
+    let cut = Instant::now();
+    while let Err(e) = d.subscribe("b", &channel, Some(json(r#"{"id":"bob"}"#))) {
+        assert!(
+            e.contains("try again") && cut.elapsed() < Duration::from_secs(10),
+            "bob after {:?}: {e}",
+            cut.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    d.disconnect("a");
+    let truth = ["bob", "carol", "observer"];
+    let got = d.wait_events(
+        "the observer to catch up",
+        Duration::from_secs(15),
+        |events| {
+            let got = presence_tests::presence_server::messages_in(events, "obs", &channel);
+            let mut o = seen.clone();
+            o.apply_all(&got[1..]);
+            (o.ids() == truth).then_some(got)
+        },
+    );
+    seen.apply_all(&got[1..]);
+    assert!(seen.violations.is_empty(), "{:?}", seen.violations);
+    let (rev, _) = roster(&mut con, &channel).unwrap();
+    assert_eq!(seen.rev, rev as f64, "history {:?}", seen.history);
+    assert_eq!(seen.members["carol"], json(r#"{"c":1}"#));
+}
+
+/// Redis restarts with its AOF: the roster is kept, and subscribers see no change that did not happen.
+#[test]
+fn a_redis_restart_with_aof_keeps_rosters() {
+    let mut redis = RedisServer::start_with(ServerOptions {
+        server_args: ["--appendonly", "yes", "--appendfsync", "always"]
+            .map(String::from)
+            .to_vec(),
+        ..Default::default()
+    });
+    let server = PresenceServer::start(&["--redis", &redis.url(), "--ttl", "3"]);
+    let channel = unique_channel("aof");
+    let mut d = Driver::start();
+    d.client("obs", &server.url(), Transport::WebSocket);
+    d.client("a", &server.url(), Transport::LongPolling);
+    d.client("b", &server.url(), Transport::LongPolling);
+    let mut seen = Observed::from_reply(&d.join("obs", &channel, "observer", Json::Null));
+    d.join("a", &channel, "alice", json(r#"{"a":1}"#));
+    seen.apply_all(&d.wait_messages("obs", &channel, 1));
+
+    redis.restart(None);
+    let mut con = redis.connect();
+    let (_, members) = roster(&mut con, &channel).unwrap();
+    assert_eq!(members.len(), 2, "roster after restart: {members:?}");
+    let back = Instant::now();
+    loop {
+        match d.subscribe("b", &channel, Some(json(r#"{"id":"bob"}"#))) {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(back.elapsed() < Duration::from_secs(10), "bob: {e}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+    // Longer than a TTL, so a connection the server failed to keep alive would have expired.
+    let settle = Instant::now() + Duration::from_secs(4);
+    wait_until("a TTL to pass", Duration::from_secs(10), || {
+        Instant::now() >= settle
+    });
+    let got = d.messages("obs", &channel);
+    seen.apply_all(&got[1..]);
+    assert!(seen.violations.is_empty(), "{:?}", seen.violations);
+    assert_eq!(
+        seen.ids(),
+        ["alice", "bob", "observer"],
+        "{:?}",
+        seen.history
+    );
     let (rev, members) = roster(&mut con, &channel).unwrap();
     assert_eq!(members.len(), 3, "{members:?}");
     assert_eq!(seen.rev, rev as f64, "history {:?}", seen.history);
