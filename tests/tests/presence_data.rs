@@ -160,7 +160,6 @@ fn value_object_mode_sends_the_whole_presence_object() {
 /// `publish.subscribe[message.ext.presence.id] = message.ext.presence`), so front ends that put more than
 /// `id` and `data` there (an avatar, a name) read those fields from the roster.
 #[test]
-#[ignore = "shim bug: --value object keeps only id and data of ext.presence, faye-presence 0.0.3 relays the whole object"]
 fn value_object_mode_keeps_extra_presence_fields() {
     let redis = RedisServer::start();
     let server = PresenceServer::start(&["--redis", &redis.url(), "--value", "object"]);

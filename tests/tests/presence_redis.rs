@@ -145,7 +145,6 @@ fn redis_down_fails_presence_clearly_and_plain_channels_keep_working() {
 /// them unknown), re-listens to the channel's diff stream, and its subscribers from before the outage
 /// go on hearing changes, with a roster that still matches the truth.
 #[test]
-#[ignore = "shim bug: after Redis restarts empty, re-joined members are relayed as joins to subscribers that already have them"]
 fn subscribers_from_before_an_outage_keep_a_true_roster_after_it() {
     let mut redis = RedisServer::start();
     let server = PresenceServer::start(&["--redis", &redis.url(), "--ttl", "1.5"]);
