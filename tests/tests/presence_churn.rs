@@ -56,6 +56,17 @@ fn data_of(id: &str) -> Json {
 
 #[test]
 fn churn_over_two_processes_ends_with_every_roster_true() {
+    churn(false);
+}
+
+/// The same churn, with both servers' pub/sub connections to Redis cut (CLIENT KILL TYPE pubsub)
+/// halfway: each server repairs what its subscribers missed, and still nobody is told wrong.
+#[test]
+fn churn_through_cut_pubsub_connections_ends_with_every_roster_true() {
+    churn(true);
+}
+
+fn churn(cut_pubsub: bool) {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -98,8 +109,20 @@ fn churn_over_two_processes_ends_with_every_roster_true() {
     let started = Instant::now();
     let mut rounds = 0;
     let mut ops = 0;
+    let mut cut = !cut_pubsub;
+    let mut refused = 0;
     while started.elapsed() < CHURN {
         rounds += 1;
+        if !cut && started.elapsed() > CHURN / 2 {
+            cut = true;
+            let killed: i64 = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("TYPE")
+                .arg("pubsub")
+                .query(&mut redis.connect())
+                .unwrap();
+            assert!(killed >= 2, "seed {seed}: {killed} pub/sub connections cut");
+        }
         // Each round: every worker picks a step; all steps are sent at once, then all answers awaited.
         let mut pending = Vec::new();
         for (i, w) in workers.iter_mut().enumerate() {
@@ -138,6 +161,16 @@ fn churn_over_two_processes_ends_with_every_roster_true() {
         for (i, op, req, next) in pending {
             let w = &mut workers[i];
             let answer = drivers[w.driver].answer(req);
+            // While a server's stream reconnects it refuses presence subscribes ("try again").
+            let retry = answer
+                .get("error")
+                .as_str()
+                .is_some_and(|e| e.contains("try again"));
+            if cut_pubsub && op == "subscribe" && retry {
+                refused += 1;
+                w.state = State::Idle;
+                continue;
+            }
             assert!(
                 answer.get("ok").as_bool() == Some(true),
                 "seed {seed}: {op} by {} ({}) failed: {answer}",
@@ -234,7 +267,7 @@ fn churn_over_two_processes_ends_with_every_roster_true() {
         assert!(d.faults().is_empty(), "seed {seed}: {:?}", d.faults());
     }
     eprintln!(
-        "churn: seed {seed}, {rounds} rounds, {ops} steps, {diffs} diffs to {} observers, final rev {rev}, {} members",
+        "churn (cut pub/sub: {cut_pubsub}, {refused} subscribes refused meanwhile): seed {seed}, {rounds} rounds, {ops} steps, {diffs} diffs to {} observers, final rev {rev}, {} members",
         observers.len(),
         truth.len()
     );
