@@ -6,7 +6,7 @@
 //! No roster logic lives here: the module decides who is present; this routes commands, listens to the
 //! event stream, and keeps, per channel, the view every local subscriber was told ([`ChannelView`]).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use async_trait::async_trait;
@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use crate::claim::Claim;
 use crate::config::Config;
 use crate::error::ShimError;
-use crate::message::{rev_of, roster_json, roster_message};
+use crate::message::{rev_of, roster_message};
 use crate::store::{Shard, Store};
 use crate::stream::{ClusterStream, ServerStream, Stream, StreamSink};
 use crate::view::ChannelView;
@@ -45,10 +45,10 @@ struct Inner {
     state: Mutex<State>,
 }
 
+/// Per channel, so that the hot lookups (a delivery filter per receiver) borrow `&str` keys.
 #[derive(Default)]
 struct State {
     channels: HashMap<String, Channel>,
-    members: HashMap<(String, String), Membership>,
 }
 
 struct Channel {
@@ -56,7 +56,7 @@ struct Channel {
     /// The view's revision, for subscribes waiting for the stream to catch up with their join.
     rev: watch::Sender<u64>,
     /// Local clients with a membership here, joined or joining.
-    clients: HashSet<String>,
+    members: HashMap<String, Membership>,
 }
 
 struct Membership {
@@ -112,31 +112,30 @@ impl Presence {
     ) -> Result<Value, ShimError> {
         let inner = &self.inner;
         let claim = Claim::from_ext(ext, client, channel, &inner.config)?;
-        let key = (client.to_owned(), channel.to_owned());
         let was_member = {
             let mut state = inner.state.lock().unwrap();
+            let membership = Membership {
+                claim: claim.clone(),
+                seen: None,
+            };
             state
                 .channels
                 .entry(channel.to_owned())
                 .or_insert_with(Channel::new)
-                .clients
-                .insert(client.to_owned());
-            state
                 .members
-                .insert(
-                    key.clone(),
-                    Membership {
-                        claim: claim.clone(),
-                        seen: None,
-                    },
-                )
+                .insert(client.to_owned(), membership)
                 .is_some()
         };
         match self.join(client, channel, &claim).await {
             Ok(reply) => {
                 // The client may have gone while we joined (disconnected, timed out): its leave may then
                 // have reached Redis before our join, so leave again rather than strand the member.
-                let gone = !inner.state.lock().unwrap().members.contains_key(&key);
+                let gone = inner
+                    .state
+                    .lock()
+                    .unwrap()
+                    .membership(client, channel)
+                    .is_none();
                 if gone {
                     let _ = inner.store.leave(channel, client).await;
                     return Err(ShimError::Stream("the client left while joining".into()));
@@ -158,9 +157,25 @@ impl Presence {
         let inner = &self.inner;
         // Listen before joining: every event after the join's snapshot then reaches this process.
         inner.stream(channel).listen(channel).await?;
-        let roster = inner
+        // The roster from Redis only starts a view; once there is one, the snapshot comes from it, so
+        // asking for the whole roster again on every join would be O(n) for nothing.
+        let need_roster = {
+            let state = inner.state.lock().unwrap();
+            !state
+                .channels
+                .get(channel)
+                .is_some_and(|c| c.view.is_initialized())
+        };
+        let joined = inner
             .store
-            .join(channel, client, &claim.id, &claim.value, inner.config.ttl)
+            .join(
+                channel,
+                client,
+                &claim.id,
+                &claim.value,
+                inner.config.ttl,
+                need_roster,
+            )
             .await?;
         let mut caught_up = {
             let mut state = inner.state.lock().unwrap();
@@ -168,9 +183,9 @@ impl Presence {
                 .channels
                 .get_mut(channel)
                 .ok_or(ShimError::Stream("channel left meanwhile".into()))?;
-            if !entry.view.is_initialized() {
+            if let (false, Some(members)) = (entry.view.is_initialized(), joined.members) {
                 // Nobody here has been told anything yet, so the early events need no relaying.
-                entry.view.initialize(roster.rev, roster.members);
+                entry.view.initialize(joined.rev, members);
                 entry.rev.send_replace(entry.view.rev());
             }
             entry.rev.subscribe()
@@ -179,20 +194,19 @@ impl Presence {
         // (taken from the view) includes this client and is what every other local subscriber knows.
         tokio::time::timeout(
             inner.config.timeout,
-            caught_up.wait_for(|rev| *rev >= roster.rev),
+            caught_up.wait_for(|rev| *rev >= joined.rev),
         )
         .await
         .map_err(|_| ShimError::Timeout(inner.config.timeout))?
         .map_err(|_| ShimError::Stream("channel left meanwhile".into()))?;
         let mut state = inner.state.lock().unwrap();
-        let State { channels, members } = &mut *state;
-        let view = &channels
-            .get(channel)
-            .ok_or(ShimError::Stream("channel left meanwhile".into()))?
-            .view;
-        let rev = view.rev();
-        let roster = roster_json(view.members().map(|(id, value)| (&id[..], &value[..])));
-        if let Some(membership) = members.get_mut(&(client.to_owned(), channel.to_owned())) {
+        let entry = state
+            .channels
+            .get_mut(channel)
+            .ok_or(ShimError::Stream("channel left meanwhile".into()))?;
+        let rev = entry.view.rev();
+        let roster = entry.view.roster_json();
+        if let Some(membership) = entry.members.get_mut(client) {
             membership.seen = Some(rev);
         }
         Ok(json!({ "subscribe": roster, "rev": rev }))
@@ -212,16 +226,13 @@ impl Presence {
     /// Returns whether there was a membership.
     fn forget(&self, client: &str, channel: &str) -> bool {
         let mut state = self.inner.state.lock().unwrap();
-        let existed = state
-            .members
-            .remove(&(client.to_owned(), channel.to_owned()))
-            .is_some();
-        if let Some(entry) = state.channels.get_mut(channel) {
-            entry.clients.remove(client);
-            if entry.clients.is_empty() {
-                state.channels.remove(channel);
-                self.inner.stream(channel).unlisten(channel);
-            }
+        let Some(entry) = state.channels.get_mut(channel) else {
+            return false;
+        };
+        let existed = entry.members.remove(client).is_some();
+        if entry.members.is_empty() {
+            state.channels.remove(channel);
+            self.inner.stream(channel).unlisten(channel);
         }
         existed
     }
@@ -237,10 +248,7 @@ impl Presence {
             return true;
         };
         let state = self.inner.state.lock().unwrap();
-        match state
-            .members
-            .get(&(client.to_owned(), message.channel.clone()))
-        {
+        match state.membership(client, &message.channel) {
             Some(Membership {
                 seen: Some(seen), ..
             }) => rev > *seen,
@@ -249,12 +257,18 @@ impl Presence {
     }
 }
 
+impl State {
+    fn membership(&self, client: &str, channel: &str) -> Option<&Membership> {
+        self.channels.get(channel)?.members.get(client)
+    }
+}
+
 impl Channel {
     fn new() -> Self {
         Channel {
             view: ChannelView::new(),
             rev: watch::Sender::new(0),
-            clients: HashSet::new(),
+            members: HashMap::new(),
         }
     }
 }
@@ -287,8 +301,7 @@ impl Inner {
         let truth = self.store.roster(channel).await?;
         let diff = {
             let mut state = self.state.lock().unwrap();
-            let State { channels, members } = &mut *state;
-            let Some(entry) = channels.get_mut(channel) else {
+            let Some(entry) = state.channels.get_mut(channel) else {
                 return Ok(());
             };
             let (diff, went_back) = entry.view.resync(truth.rev, truth.members);
@@ -297,11 +310,8 @@ impl Inner {
                 tracing::warn!(channel, "presence revision went backwards: Redis lost data; telling subscribers the roster as it is now");
                 // The corrections come right after `told_rev` (see ChannelView::resync). Later events
                 // restart from the lower revision Redis now has: snapshots must not hold them back.
-                for client in &entry.clients {
-                    if let Some(membership) = members.get_mut(&(client.clone(), channel.to_owned()))
-                    {
-                        membership.seen = membership.seen.map(|seen| seen.min(truth.rev));
-                    }
+                for membership in entry.members.values_mut() {
+                    membership.seen = membership.seen.map(|seen| seen.min(truth.rev));
                 }
             }
             diff
@@ -355,16 +365,18 @@ async fn touch_loop(inner: Weak<Inner>) {
         };
         let batch: Vec<(String, Vec<String>)> = {
             let state = inner.state.lock().unwrap();
-            let mut by_channel: HashMap<String, Vec<String>> = HashMap::new();
-            for ((client, channel), membership) in &state.members {
-                if membership.seen.is_some() {
-                    by_channel
-                        .entry(channel.clone())
-                        .or_default()
-                        .push(client.clone());
-                }
-            }
-            by_channel.into_iter().collect()
+            state
+                .channels
+                .iter()
+                .map(|(channel, entry)| {
+                    let joined = entry.members.iter().filter(|(_, m)| m.seen.is_some());
+                    (
+                        channel.clone(),
+                        joined.map(|(client, _)| client.clone()).collect::<Vec<_>>(),
+                    )
+                })
+                .filter(|(_, clients)| !clients.is_empty())
+                .collect()
         };
         if batch.is_empty() {
             continue;
@@ -375,10 +387,7 @@ async fn touch_loop(inner: Weak<Inner>) {
                     for client in clients {
                         let claim = {
                             let state = inner.state.lock().unwrap();
-                            state
-                                .members
-                                .get(&(client.clone(), channel.clone()))
-                                .map(|m| m.claim.clone())
+                            state.membership(&client, &channel).map(|m| m.claim.clone())
                         };
                         if let Some(claim) = claim {
                             tracing::info!(

@@ -34,6 +34,15 @@ pub struct Roster {
     pub members: Vec<(Bytes, Bytes)>,
 }
 
+/// What a join answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Joined {
+    /// The channel's revision after the join.
+    pub rev: u64,
+    /// `(id, value)` pairs, when the roster was asked for.
+    pub members: Option<Vec<(Bytes, Bytes)>>,
+}
+
 /// Connections to every server (or the cluster).
 #[derive(Clone)]
 pub struct Store {
@@ -145,7 +154,8 @@ impl Store {
         }
     }
 
-    /// `PRESENCE.JOIN channel client id value TTL ms WITHROSTER`: the roster after the join.
+    /// `PRESENCE.JOIN channel client id value TTL ms [WITHROSTER]`: the revision after the join, and
+    /// with `with_roster` the roster.
     pub async fn join(
         &self,
         channel: &str,
@@ -153,10 +163,20 @@ impl Store {
         id: &str,
         value: &[u8],
         ttl: Duration,
-    ) -> Result<Roster, ShimError> {
+        with_roster: bool,
+    ) -> Result<Joined, ShimError> {
         let mut cmd = join_command(channel, client, id, value, ttl);
-        cmd.arg("WITHROSTER");
-        roster_from(self.query(self.shard_of(channel), &cmd).await?, "roster")
+        if with_roster {
+            cmd.arg("WITHROSTER");
+        }
+        let reply = fields(self.query(self.shard_of(channel), &cmd).await?)?;
+        Ok(Joined {
+            rev: int(field(&reply, "rev")?)?,
+            members: match with_roster {
+                true => Some(pairs(field(&reply, "roster")?)?),
+                false => None,
+            },
+        })
     }
 
     /// `PRESENCE.JOIN` without the roster, to join again a connection Redis lost.

@@ -8,6 +8,8 @@
 use std::collections::HashMap;
 
 use presence_roster::roster::Bytes;
+
+use crate::message::{id_of, value_of};
 use presence_roster::{Event, EventKind};
 
 /// The roster as told, and the revision it is at. No I/O.
@@ -15,6 +17,9 @@ use presence_roster::{Event, EventKind};
 pub struct ChannelView {
     rev: u64,
     members: HashMap<Bytes, Bytes>,
+    /// The same members as parsed JSON, kept in step, so a subscribe reply clones a ready map instead
+    /// of parsing every member's value again.
+    json: serde_json::Map<String, serde_json::Value>,
     initialized: bool,
     /// Events that arrived before the first snapshot: applied on top of it.
     early: Vec<Event>,
@@ -41,6 +46,11 @@ impl ChannelView {
         self.members.iter()
     }
 
+    /// The roster as told, as JSON `{id: value}`: what a subscribe reply carries.
+    pub fn roster_json(&self) -> serde_json::Value {
+        serde_json::Value::Object(self.json.clone())
+    }
+
     /// Starts the view from a roster read at `rev` (the first join's reply), then applies the events that
     /// arrived before it. Returns those of them newer than the snapshot.
     pub fn initialize(
@@ -49,7 +59,7 @@ impl ChannelView {
         members: impl IntoIterator<Item = (Bytes, Bytes)>,
     ) -> Vec<Event> {
         self.rev = rev;
-        self.members = members.into_iter().collect();
+        self.set_members(members.into_iter().collect());
         self.initialized = true;
         let early = std::mem::take(&mut self.early);
         self.apply(early)
@@ -70,15 +80,25 @@ impl ChannelView {
             self.rev = event.rev;
             match (event.kind, &event.data) {
                 (EventKind::Join | EventKind::Update, Some(data)) => {
+                    self.json.insert(id_of(&event.id), value_of(data));
                     self.members.insert(event.id.clone(), data.clone());
                 }
                 _ => {
+                    self.json.remove(&id_of(&event.id));
                     self.members.remove(&event.id);
                 }
             }
             fresh.push(event);
         }
         fresh
+    }
+
+    fn set_members(&mut self, members: HashMap<Bytes, Bytes>) {
+        self.json = members
+            .iter()
+            .map(|(id, value)| (id_of(id), value_of(value)))
+            .collect();
+        self.members = members;
     }
 
     /// Replaces the view with the true roster read at `rev` after a gap in the stream, and returns the
@@ -126,7 +146,7 @@ impl ChannelView {
             event.rev = first + n as u64;
         }
         self.rev = rev;
-        self.members = truth;
+        self.set_members(truth);
         self.initialized = true;
         self.early.clear();
         (diff, went_back)
@@ -193,11 +213,13 @@ mod tests {
         ];
         assert_eq!(view.apply(events.clone()).len(), 1);
         assert!(view.apply(events).is_empty(), "a repeat changes nothing");
+        assert_eq!(view.roster_json(), serde_json::json!({"a": 1}));
         view.apply(vec![
             event(7, EventKind::Update, "a", Some("2")),
             event(8, EventKind::Expire, "a", None),
         ]);
         assert!(members(&view).is_empty());
+        assert_eq!(view.roster_json(), serde_json::json!({}));
     }
 
     #[test]
@@ -240,6 +262,10 @@ mod tests {
             ]
         );
         assert_eq!(view.rev(), 9);
+        assert_eq!(
+            view.roster_json(),
+            serde_json::json!({"stays": 1, "changes": 2, "new": 1})
+        );
 
         // Redis lost data: corrections come right after what was told, whatever Redis says now.
         let (diff, went_back) = view.resync(3, []);
