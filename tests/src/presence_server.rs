@@ -69,8 +69,8 @@ impl PresenceServer {
     /// `listening on ADDR` line.
     pub fn start(args: &[&str]) -> Self {
         assert!(
-            args.contains(&"--redis"),
-            "give the server a harness Redis with --redis"
+            args.contains(&"--redis") || args.contains(&"--cluster"),
+            "give the server a harness Redis with --redis or --cluster"
         );
         crate::module_path(); // the Redis servers need it anyway; build both before timing anything
         let mut child = Command::new(binary_path())
