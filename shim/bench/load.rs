@@ -33,7 +33,8 @@
 //! pid when its measurement ends, when an assertion fails, or on Ctrl-C. Loopback only.
 //! `PRESENCE_BENCH_TRACE=1` prints every frame the first client reads (to see both servers' traffic).
 
-#[path = "ws.rs"]
+// The same minimal WebSocket client as the bayeux benchmark, so both benchmarks drive servers alike.
+#[path = "../../bayeux/bench/ws.rs"]
 mod ws;
 
 use serde_json::{json, Value};
