@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::process::{Child, Command};
+use std::process::{Child, Command};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -43,7 +43,6 @@ impl LocalRedis {
             .arg("--loadmodule")
             .arg(&copy)
             .stdout(std::process::Stdio::null())
-            .kill_on_drop(true)
             .spawn()
             .map_err(|e| format!("cannot start redis-server ({e}); install it (scripts/prerequisites.sh) or pass --redis"))?;
         let redis = LocalRedis { child, port, dir };
@@ -80,7 +79,9 @@ impl LocalRedis {
 
 impl Drop for LocalRedis {
     fn drop(&mut self) {
-        let _ = self.child.start_kill();
+        // Killed by its pid and reaped, so no zombie outlives this process.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(self.dir());
     }
 }

@@ -105,12 +105,20 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
     println!("listening on {address}");
     tracing::info!("Bayeux with presence at http://{address}{}", args.mount);
     axum::serve(listener, bayeux::router(server))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
+        .with_graceful_shutdown(shutdown_signal())
         .await?;
     drop(local);
     Ok(())
+}
+
+/// Ctrl-C or SIGTERM: stop serving, then drop the local redis-server (killed and reaped by its guard).
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
 }
 
 fn seconds(value: f64) -> Result<Duration, Box<dyn std::error::Error + Send + Sync>> {
