@@ -57,6 +57,25 @@ fn channels_spread_over_two_shards_each_on_exactly_one() {
     assert!(d.faults().is_empty(), "{:?}", d.faults());
 }
 
+/// Waits until the observer "obs" has been told exactly `truth` on `channel`, then applies what it was
+/// told after its first roster message to `seen` (which checks every step).
+fn catch_up(
+    d: &Driver,
+    seen: &mut Observed,
+    channel: &str,
+    truth: &[&str],
+    what: &str,
+    limit: Duration,
+) {
+    let got = d.wait_events(what, limit, |events| {
+        let got = presence_tests::presence_server::messages_in(events, "obs", channel);
+        let mut o = seen.clone();
+        o.apply_all(&got[1..]);
+        (o.ids() == truth).then_some(got)
+    });
+    seen.apply_all(&got[1..]);
+}
+
 /// Stops `redis` (SHUTDOWN NOSAVE: its port closes, its data is gone) and waits until it is down.
 fn stop(redis: &RedisServer) {
     let mut con = redis.connect();
@@ -184,17 +203,14 @@ fn subscribers_from_before_an_outage_keep_a_true_roster_after_it() {
         ["alice", "bob", "observer"]
     );
     let truth = ["alice", "bob", "observer"];
-    let got = d.wait_events(
+    catch_up(
+        &d,
+        &mut seen,
+        &channel,
+        &truth,
         "the observer to hear bob",
         Duration::from_secs(10),
-        |events| {
-            let got = presence_tests::presence_server::messages_in(events, "obs", &channel);
-            let mut o = seen.clone();
-            o.apply_all(&got[1..]);
-            (o.ids() == truth).then_some(got)
-        },
     );
-    seen.apply_all(&got[1..]);
     assert!(seen.violations.is_empty(), "{:?}", seen.violations);
     let (rev, members) = roster(&mut con, &channel).unwrap();
     assert_eq!(members.len(), 3, "{members:?}");
@@ -251,17 +267,14 @@ fn a_cut_pubsub_connection_is_repaired() {
     }
     d.disconnect("a");
     let truth = ["bob", "carol", "observer"];
-    let got = d.wait_events(
+    catch_up(
+        &d,
+        &mut seen,
+        &channel,
+        &truth,
         "the observer to catch up",
         Duration::from_secs(15),
-        |events| {
-            let got = presence_tests::presence_server::messages_in(events, "obs", &channel);
-            let mut o = seen.clone();
-            o.apply_all(&got[1..]);
-            (o.ids() == truth).then_some(got)
-        },
     );
-    seen.apply_all(&got[1..]);
     assert!(seen.violations.is_empty(), "{:?}", seen.violations);
     let (rev, _) = roster(&mut con, &channel).unwrap();
     assert_eq!(seen.rev, rev as f64, "history {:?}", seen.history);
