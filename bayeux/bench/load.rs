@@ -11,8 +11,11 @@
 //! sends M messages (20 unacknowledged at most) to the channel all N subscribe to: delivered messages per
 //! second and publish-to-delivery latency. Prints a Markdown table.
 
+#[path = "procstat.rs"]
+mod procstat;
 #[path = "ws.rs"]
 mod ws;
+use procstat::cpu_s;
 
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -52,17 +55,6 @@ async fn spawn(name: &'static str, mut cmd: Command) -> Target {
     .await
     .unwrap_or_else(|_| panic!("{name} did not start within 20 s"));
     Target { name, addr, child }
-}
-
-/// User + system CPU time of a process so far, in seconds (Linux clock ticks are 1/100 s).
-fn cpu_s(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the parenthesised command name; the state comes first, utime and
-    // stime are the 12th and 13th (indices 11 and 12).
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (tick(11) + tick(12)) / 100.0
 }
 
 fn rss_kib(pid: u32) -> u64 {

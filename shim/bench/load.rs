@@ -34,8 +34,11 @@
 //! `PRESENCE_BENCH_TRACE=1` prints every frame the first client reads (to see both servers' traffic).
 
 // The same minimal WebSocket client as the bayeux benchmark, so both benchmarks drive servers alike.
+#[path = "../../bayeux/bench/procstat.rs"]
+mod procstat;
 #[path = "../../bayeux/bench/ws.rs"]
 mod ws;
+use procstat::cpu_s;
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -141,15 +144,6 @@ async fn start_server(name: &str, mut cmd: Command) -> (Guard, String) {
     // Keep draining stdout so a chatty server never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     (guard, addr)
-}
-
-/// User + system CPU time of a process so far, in seconds (Linux clock ticks are 1/100 s).
-fn cpu_s(pid: &str) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (tick(11) + tick(12)) / 100.0
 }
 
 /// `INFO commandstats` as command -> calls, without this benchmark's own INFO and CONFIG.
