@@ -179,18 +179,7 @@ async fn cors_preflight_echoes_origin_and_allows_pragma() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_connect_on_a_real_port() {
     let t = common::start(Duration::from_secs(1)).await;
-    let addr = t
-        .url
-        .trim_start_matches("http://")
-        .trim_end_matches("/faye")
-        .to_owned();
-    let hs = raw_post(&addr, &handshake_json()).await;
-    let id = hs[0]["clientId"].as_str().unwrap().to_owned();
-    let sub = json!([{"channel": "/meta/subscribe", "clientId": id, "subscription": "/r"}]);
-    assert_eq!(
-        raw_post(&addr, &sub.to_string()).await[0]["successful"],
-        true
-    );
+    let (addr, id) = subscribed_over_raw_http(&t.url, "/r").await;
     let connect =
         json!([{"channel": "/meta/connect", "clientId": id, "connectionType": "long-polling"}]);
     let started = std::time::Instant::now();
@@ -212,6 +201,23 @@ async fn held_connect_on_a_real_port() {
 }
 
 /// One HTTP/1.1 POST over a plain TCP socket, to test the real listener without an HTTP client crate.
+/// Handshakes and subscribes to `channel` with raw HTTP posts; returns the server's `host:port` and the
+/// client id.
+async fn subscribed_over_raw_http(url: &str, channel: &str) -> (String, String) {
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches("/faye")
+        .to_owned();
+    let hs = raw_post(&addr, &handshake_json()).await;
+    let id = hs[0]["clientId"].as_str().unwrap().to_owned();
+    let sub = json!([{"channel": "/meta/subscribe", "clientId": id, "subscription": channel}]);
+    assert_eq!(
+        raw_post(&addr, &sub.to_string()).await[0]["successful"],
+        true
+    );
+    (addr, id)
+}
+
 async fn raw_post(addr: &str, body: &str) -> Vec<Value> {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let req = format!(
@@ -244,18 +250,7 @@ fn urlencode(s: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abandoned_long_poll_does_not_take_messages() {
     let t = common::start(Duration::from_secs(5)).await;
-    let addr = t
-        .url
-        .trim_start_matches("http://")
-        .trim_end_matches("/faye")
-        .to_owned();
-    let hs = raw_post(&addr, &handshake_json()).await;
-    let id = hs[0]["clientId"].as_str().unwrap().to_owned();
-    let sub = json!([{"channel": "/meta/subscribe", "clientId": id, "subscription": "/gone"}]);
-    assert_eq!(
-        raw_post(&addr, &sub.to_string()).await[0]["successful"],
-        true
-    );
+    let (addr, id) = subscribed_over_raw_http(&t.url, "/gone").await;
     // Send a connect and hang up without reading the answer.
     let connect =
         json!([{"channel": "/meta/connect", "clientId": id, "connectionType": "long-polling"}]);
