@@ -114,17 +114,7 @@ async fn get(server: Server, request: Request) -> Response {
                 .replace('\u{2028}', "\\u2028")
                 .replace('\u{2029}', "\\u2029");
             let body = format!("/**/{callback}({json});");
-            let mut response = Response::new(Body::from(body));
-            let headers = response.headers_mut();
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/javascript; charset=utf-8"),
-            );
-            headers.insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("no-cache, no-store"),
-            );
-            response
+            uncached(body, "text/javascript; charset=utf-8")
         }
         Err(e) => bad_request(e),
     }
@@ -153,12 +143,14 @@ pub(super) async fn decode_and_process(server: &Server, json: &[u8]) -> Result<S
 }
 
 fn json_response(body: &str) -> Response {
-    let mut response = Response::new(Body::from(body.to_owned()));
+    uncached(body.to_owned(), "application/json; charset=utf-8")
+}
+
+/// A response that no cache may keep: every Bayeux answer is for one request only.
+fn uncached(body: String, content_type: &'static str) -> Response {
+    let mut response = Response::new(Body::from(body));
     let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json; charset=utf-8"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache, no-store"),
