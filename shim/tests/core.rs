@@ -135,12 +135,7 @@ async fn a_lost_stream_is_resynced() {
         .unwrap();
 
     let mut con = redis.connect();
-    let killed: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query(&mut con)
-        .unwrap();
+    let killed = redis.kill_pubsub_connections();
     assert_eq!(killed, 1);
     presence_tests::commands::join(&mut con, &ch, "elsewhere", "zed", "\"z\"", &[]).unwrap();
 

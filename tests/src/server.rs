@@ -159,6 +159,17 @@ impl RedisServer {
         con
     }
 
+    /// Cuts every pub/sub connection (`CLIENT KILL TYPE pubsub`), as a network fault would; returns how
+    /// many there were.
+    pub fn kill_pubsub_connections(&self) -> i64 {
+        redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query(&mut self.connect())
+            .expect("CLIENT KILL TYPE pubsub")
+    }
+
     /// The server's data directory (RDB and AOF files).
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -115,12 +115,7 @@ fn churn(cut_pubsub: bool) {
         rounds += 1;
         if !cut && started.elapsed() > CHURN / 2 {
             cut = true;
-            let killed: i64 = redis::cmd("CLIENT")
-                .arg("KILL")
-                .arg("TYPE")
-                .arg("pubsub")
-                .query(&mut redis.connect())
-                .unwrap();
+            let killed = redis.kill_pubsub_connections();
             assert!(killed >= 2, "seed {seed}: {killed} pub/sub connections cut");
         }
         // Each round: every worker picks a step; all steps are sent at once, then all answers awaited.

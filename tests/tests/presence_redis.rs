@@ -237,12 +237,7 @@ fn a_cut_pubsub_connection_is_repaired() {
     seen.apply_all(&d.wait_messages("obs", &channel, 1));
 
     let mut con = redis.connect();
-    let killed: i64 = redis::cmd("CLIENT")
-        .arg("KILL")
-        .arg("TYPE")
-        .arg("pubsub")
-        .query(&mut con)
-        .unwrap();
+    let killed = redis.kill_pubsub_connections();
     assert!(killed >= 1, "the server had no pub/sub connection");
     // Another process's member joins right away, most likely while this server's stream is down: the
     // repair (read the roster, tell the difference) must bring it to the observer anyway.
