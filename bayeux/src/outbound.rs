@@ -26,6 +26,15 @@ impl Outbound {
         }))
     }
 
+    /// Wraps a message whose JSON is already known (e.g. read back from a shared queue), so it is
+    /// not serialized again. `json` must be `message` serialized.
+    pub fn with_json(message: Message, json: String) -> Self {
+        Outbound(Arc::new(Inner {
+            message,
+            json: OnceLock::from(json),
+        }))
+    }
+
     /// The message.
     pub fn message(&self) -> &Message {
         &self.0.message
@@ -94,5 +103,8 @@ mod tests {
         );
         assert_eq!(to_json_array(&[]), "[]");
         assert_eq!(a.into_message().channel, "/a");
+        let raw = r#"{"channel":"/b","data":2}"#;
+        let kept = Outbound::with_json(Message::publish("/b", json!(2)), raw.to_owned());
+        assert_eq!(kept.json(), raw);
     }
 }

@@ -2,23 +2,148 @@
 //!
 //! A new engine's tests call [`run`] with a constructor that returns a fresh, empty engine; every
 //! failed expectation panics with a message naming the rule broken. Inactivity checks use real
-//! (or paused) tokio time, so call it inside a tokio runtime.
+//! (or paused) tokio time, so call it inside a tokio runtime. An engine that several processes share
+//! also passes [`run_shared`], with two engines standing for two processes.
 
 use super::Engine;
 use crate::Message;
 use serde_json::json;
+use std::future::Future;
 use std::time::Duration;
 
 /// Runs every conformance check against engines made by `make` (one fresh engine per check).
-pub async fn run<E: Engine, F: Fn() -> E>(make: F) {
-    clients(&make()).await;
-    subscriptions(&make()).await;
-    routing(&make()).await;
-    wildcards(&make()).await;
-    local_publish(&make()).await;
-    direct(&make()).await;
-    destroy(&make()).await;
-    inactivity(&make()).await;
+pub async fn run<E, F, Fut>(make: F)
+where
+    E: Engine,
+    F: Fn() -> Fut,
+    Fut: Future<Output = E>,
+{
+    clients(&make().await).await;
+    subscriptions(&make().await).await;
+    routing(&make().await).await;
+    wildcards(&make().await).await;
+    local_publish(&make().await).await;
+    direct(&make().await).await;
+    destroy(&make().await).await;
+    inactivity(&make().await).await;
+}
+
+/// Runs the checks for engines that several processes share. `make` returns two engines over one
+/// fresh, empty shared state, as two server processes would see it.
+pub async fn run_shared<E, F, Fut>(make: F)
+where
+    E: Engine,
+    F: Fn() -> Fut,
+    Fut: Future<Output = (E, E)>,
+{
+    let (one, two) = make().await;
+    shared_clients(&one, &two).await;
+    let (one, two) = make().await;
+    shared_routing(&one, &two).await;
+    let (one, two) = make().await;
+    shared_local_publish(&one, &two).await;
+    let (one, two) = make().await;
+    shared_destroy(&one, &two).await;
+}
+
+async fn shared_clients(one: &dyn Engine, two: &dyn Engine) {
+    let a = one.create_client().await.unwrap();
+    assert!(
+        two.client_exists(&a).await.unwrap(),
+        "a client made in one process exists in the other"
+    );
+    assert!(
+        two.subscribe(&a, "/s").await.unwrap(),
+        "the other process may subscribe it"
+    );
+    assert_eq!(
+        one.subscriptions(&a).await.unwrap(),
+        vec!["/s"],
+        "subscriptions are shared"
+    );
+    assert!(
+        !one.subscribe(&a, "/s").await.unwrap(),
+        "a subscription made elsewhere is not new"
+    );
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    two.ping(&a).await.unwrap();
+    assert!(
+        one.inactive_clients(Duration::from_millis(20))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a ping in one process counts in the other"
+    );
+}
+
+async fn shared_routing(one: &dyn Engine, two: &dyn Engine) {
+    let a = one.create_client().await.unwrap();
+    let b = two.create_client().await.unwrap();
+    one.subscribe(&a, "/r/*").await.unwrap();
+    two.subscribe(&b, "/r/x").await.unwrap();
+    // `a` moves to the second process (its next connect arrives there) and waits for messages.
+    let signal = two.queue_signal(&a).await.unwrap().unwrap();
+    for n in 0..20 {
+        one.publish(&Message::publish("/r/x", json!(n)))
+            .await
+            .unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(5), signal.notified())
+        .await
+        .expect("a publish in one process wakes the client waiting in the other");
+    let expected: Vec<_> = (0..20).map(|n| json!(n)).collect();
+    for id in [&a, &b] {
+        let data: Vec<_> = two
+            .take_queue(id)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.message().data.clone().unwrap())
+            .collect();
+        assert_eq!(data, expected, "every message, once, in publish order");
+    }
+    assert!(
+        one.take_queue(&a).await.unwrap().is_empty(),
+        "a queue taken in one process is empty in the other"
+    );
+}
+
+async fn shared_local_publish(one: &dyn Engine, two: &dyn Engine) {
+    let a = one.create_client().await.unwrap();
+    let b = two.create_client().await.unwrap();
+    one.subscribe(&a, "/l").await.unwrap();
+    one.subscribe(&b, "/l").await.unwrap();
+    // Each process delivers a message both receive (like a roster diff) to its own clients only.
+    let msg = Message::publish("/l", json!("diff"));
+    one.publish_local(&msg).await.unwrap();
+    two.publish_local(&msg).await.unwrap();
+    for id in [&a, &b] {
+        assert_eq!(
+            one.take_queue(id).await.unwrap().len(),
+            1,
+            "each client gets a local delivery exactly once"
+        );
+    }
+}
+
+async fn shared_destroy(one: &dyn Engine, two: &dyn Engine) {
+    let a = one.create_client().await.unwrap();
+    one.subscribe(&a, "/g").await.unwrap();
+    let signal = one.queue_signal(&a).await.unwrap().unwrap();
+    let (first, second) = tokio::join!(two.destroy_client(&a), one.destroy_client(&a));
+    let reports: Vec<_> = [first.unwrap(), second.unwrap()]
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(
+        reports,
+        vec![vec!["/g".to_owned()]],
+        "two processes removing one client report it once"
+    );
+    tokio::time::timeout(Duration::from_secs(5), signal.notified())
+        .await
+        .expect("removal wakes the connect the client holds in the other process");
+    assert!(!one.client_exists(&a).await.unwrap());
 }
 
 async fn clients(e: &dyn Engine) {

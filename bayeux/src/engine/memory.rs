@@ -101,8 +101,8 @@ impl MemoryEngine {
     }
 }
 
-/// A fresh client id: 128 random bits in base 36, like Faye's ids.
-fn new_client_id() -> String {
+/// A fresh client id: 128 random bits in base 36, like Faye's ids. Public for other engines.
+pub fn new_client_id() -> String {
     let mut n: u128 = rand::random();
     let mut out = Vec::with_capacity(25);
     while n > 0 {
@@ -264,7 +264,7 @@ mod tests {
 
     #[tokio::test]
     async fn memory_engine_passes_the_conformance_suite() {
-        super::super::conformance::run(MemoryEngine::new).await;
+        super::super::conformance::run(|| async { MemoryEngine::new() }).await;
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@
 pub mod conformance;
 mod memory;
 
-pub use memory::MemoryEngine;
+pub use memory::{new_client_id, MemoryEngine};
 
 use crate::{Error, Message, Outbound};
 use async_trait::async_trait;

@@ -1,0 +1,272 @@
+//! The two ways to reach the engine's Redis: one server (a redis-rs `ConnectionManager`) or a cluster
+//! (a redis-rs cluster connection, which routes each key to its slot's node). Both reconnect by
+//! themselves; scripts are sent by hash and loaded again when a restarted Redis lost them.
+//!
+//! Notifications between processes go over pub/sub: `PUBLISH` on one server, `SPUBLISH` on a cluster,
+//! where a plain `PUBLISH` would be copied to every node while a shard channel lives on one.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{
+    Cmd, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo, RedisFuture, RedisResult, Script,
+    ToRedisArgs, Value,
+};
+use tokio::sync::mpsc;
+
+use crate::{EngineError, RedisEngineConfig};
+
+/// A connection for commands, cheap to clone (all clones multiplex one connection per node).
+#[derive(Clone)]
+pub(crate) enum Connection {
+    Server(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Server(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Server(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Server(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// One script call: the script, its keys and its arguments.
+pub(crate) struct Call {
+    pub(crate) script: &'static Script,
+    pub(crate) keys: Vec<String>,
+    pub(crate) args: Vec<Vec<u8>>,
+}
+
+impl Call {
+    pub(crate) fn new(script: &'static Script, keys: Vec<String>) -> Self {
+        Call {
+            script,
+            keys,
+            args: Vec::new(),
+        }
+    }
+
+    pub(crate) fn arg(mut self, arg: impl ToRedisArgs) -> Self {
+        self.args.extend(arg.to_redis_args());
+        self
+    }
+
+    fn evalsha(&self) -> Cmd {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(self.script.get_hash())
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(&self.args);
+        cmd
+    }
+}
+
+impl Connection {
+    /// Connects the command connection and a second, RESP3 one for this process's notifications, whose
+    /// pushes (messages, confirmations, disconnections) go to `pushes`.
+    pub(crate) async fn connect(
+        config: &RedisEngineConfig,
+        pushes: mpsc::UnboundedSender<PushInfo>,
+    ) -> Result<(Connection, Connection), EngineError> {
+        let timeout = config.timeout;
+        let bounded = |_: tokio::time::error::Elapsed| EngineError::Timeout(timeout * 2);
+        if let Some(url) = config.url.as_deref().filter(|_| config.cluster.is_empty()) {
+            let info = url.into_connection_info()?;
+            let manager = |client, config| async move {
+                tokio::time::timeout(
+                    timeout * 2,
+                    ConnectionManager::new_with_config(client, config),
+                )
+                .await
+                .map_err(bounded)?
+                .map_err(EngineError::from)
+            };
+            // A dropped connection is re-established in the background, retried for about two seconds
+            // (a Redis restart), so requests after it find a live connection instead of failing once.
+            let base = || {
+                ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(6)
+                    .set_min_delay(Duration::from_millis(50))
+                    .set_max_delay(Duration::from_millis(500))
+            };
+            // RESP3 also for commands: redis-rs then notices a dropped connection as it happens and
+            // reconnects at once, instead of failing the next request.
+            let resp3 = info
+                .redis_settings()
+                .clone()
+                .set_protocol(ProtocolVersion::RESP3);
+            let notify_client = redis::Client::open(info.set_redis_settings(resp3))?;
+            let commands = manager(notify_client.clone(), base()).await?;
+            let notify_config = base()
+                .set_push_sender(pushes)
+                .set_automatic_resubscription();
+            let notifications = manager(notify_client, notify_config).await?;
+            Ok((
+                Connection::Server(commands),
+                Connection::Server(notifications),
+            ))
+        } else {
+            let builder = || {
+                redis::cluster::ClusterClientBuilder::new(config.cluster.clone())
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
+            };
+            let commands = builder().build()?.get_async_connection().await?;
+            let notifications = builder()
+                .use_protocol(ProtocolVersion::RESP3)
+                .push_sender(pushes)
+                .build()?
+                .get_async_connection()
+                .await?;
+            Ok((
+                Connection::Cluster(commands),
+                Connection::Cluster(notifications),
+            ))
+        }
+    }
+
+    /// Subscribes this (RESP3) connection to a notification channel; the confirmation also arrives as
+    /// a push.
+    pub(crate) async fn listen(&mut self, channel: &str) -> RedisResult<()> {
+        match self {
+            Connection::Server(c) => c.subscribe(channel).await,
+            Connection::Cluster(c) => c.ssubscribe(channel).await,
+        }
+    }
+
+    /// The command that notifies the listener of `channel`.
+    pub(crate) fn notify_cmd(&self, channel: &str, payload: &str) -> Cmd {
+        let verb = match self {
+            Connection::Server(_) => "PUBLISH",
+            Connection::Cluster(_) => "SPUBLISH",
+        };
+        let mut cmd = redis::cmd(verb);
+        cmd.arg(channel).arg(payload);
+        cmd
+    }
+
+    /// Runs one command.
+    pub(crate) async fn query<T: redis::FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+    ) -> Result<T, EngineError> {
+        Ok(cmd.query_async(&mut self.clone()).await?)
+    }
+
+    /// Runs commands together (not a transaction) and returns every reply, in order. The first error
+    /// fails the whole batch; see [`Connection::batch_results`] to keep going.
+    pub(crate) async fn batch(&self, cmds: Vec<Cmd>) -> Result<Vec<Value>, EngineError> {
+        self.batch_results(cmds).await?.into_iter().collect()
+    }
+
+    /// Runs commands together and returns each one's own result. On one server that is one pipeline;
+    /// a cluster connection refuses pipelines that span slots, so there the commands go concurrently
+    /// (still pipelined on each node's multiplexed connection).
+    pub(crate) async fn batch_results(
+        &self,
+        cmds: Vec<Cmd>,
+    ) -> Result<Vec<Result<Value, EngineError>>, EngineError> {
+        match self {
+            Connection::Server(_) => {
+                let mut pipe = Pipeline::with_capacity(cmds.len());
+                pipe.ignore_errors();
+                for cmd in cmds {
+                    pipe.add_command(cmd);
+                }
+                let replies: Vec<RedisResult<Value>> = pipe.query_async(&mut self.clone()).await?;
+                Ok(replies
+                    .into_iter()
+                    .map(|r| r.map_err(EngineError::from))
+                    .collect())
+            }
+            Connection::Cluster(_) => Ok(join_all(cmds.iter().map(|cmd| async move {
+                cmd.query_async::<Value>(&mut self.clone())
+                    .await
+                    .map_err(EngineError::from)
+            }))
+            .await),
+        }
+    }
+
+    /// Runs one script.
+    pub(crate) async fn eval(&self, call: Call) -> Result<Value, EngineError> {
+        self.eval_many(vec![call])
+            .await?
+            .pop()
+            .unwrap_or(Ok(Value::Nil))
+    }
+
+    /// Runs scripts in one pipeline; each call has its own result. Calls refused because a restarted
+    /// Redis lost its script cache are sent again (only those: the others already ran) after loading.
+    pub(crate) async fn eval_many(
+        &self,
+        calls: Vec<Call>,
+    ) -> Result<Vec<Result<Value, EngineError>>, EngineError> {
+        let mut results: Vec<Option<Result<Value, EngineError>>> =
+            calls.iter().map(|_| None).collect();
+        let mut pending: Vec<usize> = (0..calls.len()).collect();
+        for attempt in 0..2 {
+            if pending.is_empty() {
+                break;
+            }
+            let cmds = pending.iter().map(|&i| calls[i].evalsha()).collect();
+            let replies = self.batch_results(cmds).await?;
+            let mut missing = Vec::new();
+            for (&i, reply) in pending.iter().zip(replies) {
+                match reply {
+                    Err(EngineError::Redis(e)) if is_noscript(&e) && attempt == 0 => {
+                        missing.push(i)
+                    }
+                    other => results[i] = Some(other),
+                }
+            }
+            if !missing.is_empty() {
+                self.load_scripts().await?;
+            }
+            pending = missing;
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(EngineError::Reply("script not run".into()))))
+            .collect())
+    }
+
+    async fn load_scripts(&self) -> Result<(), EngineError> {
+        tracing::info!("loading the engine's scripts into redis");
+        for source in crate::scripts::sources() {
+            let mut load = redis::cmd("SCRIPT");
+            load.arg("LOAD").arg(source);
+            let _: String = self.query(&load).await?;
+        }
+        Ok(())
+    }
+}
+
+fn is_noscript(error: &redis::RedisError) -> bool {
+    error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+}

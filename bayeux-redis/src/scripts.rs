@@ -1,0 +1,64 @@
+//! The Lua scripts: each one atomic step on one client's keys (one cluster slot). The caller passes
+//! every value, including times, so a script reads no clock and replicates as it ran.
+
+use redis::Script;
+use std::sync::LazyLock;
+
+/// Marks the client as served by a process and moves its `gen` on.
+///
+/// KEYS: client. ARGV: process id.
+/// Returns `false` for an unknown client, else `{previous owner, new gen}`.
+const ATTACH_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local previous = redis.call('HGET', KEYS[1], 'owner') or ''
+local gen = redis.call('HINCRBY', KEYS[1], 'gen', 1)
+redis.call('HSET', KEYS[1], 'owner', ARGV[1])
+return {previous, gen}
+";
+pub(crate) static ATTACH: LazyLock<Script> = LazyLock::new(|| Script::new(ATTACH_LUA));
+
+/// Adds a subscription to a live client.
+///
+/// KEYS: client, subs. ARGV: channel.
+/// Returns -1 for an unknown client, else 1 if the subscription is new, 0 if it existed.
+const SUBSCRIBE_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return redis.call('SADD', KEYS[2], ARGV[1])
+";
+pub(crate) static SUBSCRIBE: LazyLock<Script> = LazyLock::new(|| Script::new(SUBSCRIBE_LUA));
+
+/// Appends a message to a live client's queue, keeping at most `max` messages (the oldest go).
+///
+/// KEYS: client, queue. ARGV: message JSON, max, process id or '' for any owner.
+/// Returns -1 for an unknown client (its subscriptions are stale), 0 if the client is served by
+/// another process than the one named, else the owner's process id.
+const DELIVER_LUA: &str = r"
+local owner = redis.call('HGET', KEYS[1], 'owner')
+if not owner then return -1 end
+if ARGV[3] ~= '' and owner ~= ARGV[3] then return 0 end
+local length = redis.call('RPUSH', KEYS[2], ARGV[1])
+local max = tonumber(ARGV[2])
+if length > max then redis.call('LTRIM', KEYS[2], -max, -1) end
+return owner
+";
+pub(crate) static DELIVER: LazyLock<Script> = LazyLock::new(|| Script::new(DELIVER_LUA));
+
+/// Removes a client with its subscriptions and queue.
+///
+/// KEYS: client, subs, queue.
+/// Returns `false` if the client was already gone (so exactly one caller reports the removal), else
+/// `{owner, channel, channel, ...}`.
+const DESTROY_LUA: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local owner = redis.call('HGET', KEYS[1], 'owner') or ''
+local reply = redis.call('SMEMBERS', KEYS[2])
+table.insert(reply, 1, owner)
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+return reply
+";
+pub(crate) static DESTROY: LazyLock<Script> = LazyLock::new(|| Script::new(DESTROY_LUA));
+
+/// Every script's source, for loading them after a Redis restart emptied the script cache.
+pub(crate) fn sources() -> [&'static str; 4] {
+    [ATTACH_LUA, SUBSCRIBE_LUA, DELIVER_LUA, DESTROY_LUA]
+}
