@@ -161,4 +161,15 @@ impl crate::presence::Deliver for LocalDelivery {
             tracing::warn!(%error, "a roster message could not be delivered");
         }
     }
+
+    async fn is_subscribed(&self, client: &str, channel: &str) -> bool {
+        let Some(server) = self.0.get() else {
+            return true;
+        };
+        match server.engine().subscriptions(client).await {
+            Ok(channels) => channels.iter().any(|c| c == channel),
+            // Unknown is not gone: keep the member until the engine answers.
+            Err(_) => true,
+        }
+    }
 }

@@ -39,15 +39,27 @@ pub use error::ShimError;
 pub use extension::PresenceExtension;
 pub use presence::{Deliver, Presence};
 
-/// Builds a `bayeux` server with presence: starts the shim, registers its extension and its sweeper.
+/// Builds a `bayeux` server with presence on the in-memory engine (one process): starts the shim,
+/// registers its extension and its sweeper.
 pub async fn serve(
     config: Config,
     bayeux_config: bayeux::Config,
+) -> Result<bayeux::Server, ShimError> {
+    serve_on(config, bayeux_config, Arc::new(bayeux::MemoryEngine::new())).await
+}
+
+/// Like [`serve`] on the given engine, e.g. a `bayeux_redis::RedisEngine` shared by several server
+/// processes. Roster messages still go to each process's own subscribers only, from Redis' stream.
+pub async fn serve_on(
+    config: Config,
+    bayeux_config: bayeux::Config,
+    engine: Arc<dyn bayeux::Engine>,
 ) -> Result<bayeux::Server, ShimError> {
     let delivery = Arc::new(extension::LocalDelivery(std::sync::OnceLock::new()));
     let presence = Presence::start(config, delivery.clone()).await?;
     let server = bayeux::Server::builder()
         .config(bayeux_config)
+        .engine(engine)
         .extension(Arc::new(PresenceExtension::new(presence)))
         .build()
         .map_err(|e| ShimError::Config(e.to_string()))?;

@@ -8,8 +8,10 @@ mod local_redis;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use bayeux_redis::{RedisEngine, RedisEngineConfig};
 use clap::{Parser, ValueEnum};
 use presence_shim::{Config, ValueMode};
 
@@ -52,6 +54,14 @@ struct Args {
     /// Require subscribes to carry a token signed with this secret by the app's backend.
     #[arg(long, env = "FAYE_PRESENCE_SECRET", hide_env_values = true)]
     secret: Option<String>,
+    /// Where clients, subscriptions and message queues live: `memory` (this process only), `redis`
+    /// (the presence Redis or cluster), or a `redis://` URL. Processes that share a Redis engine serve
+    /// one Bayeux service: a client may connect to any of them.
+    #[arg(long, env = "FAYE_PRESENCE_ENGINE", default_value = "memory")]
+    engine: String,
+    /// Prefix of the Redis engine's keys and channels (processes of one service use the same).
+    #[arg(long, env = "FAYE_PRESENCE_ENGINE_NAMESPACE", default_value = "bayeux")]
+    engine_namespace: String,
     /// The module for the local redis-server (default: libpresence.so next to this program).
     #[arg(long, env = "FAYE_PRESENCE_MODULE")]
     module: Option<PathBuf>,
@@ -98,7 +108,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
         .with_timeout(seconds(args.timeout)?)
         .with_mount(args.mount.clone());
 
-    let server = presence_shim::serve(config, bayeux_config).await?;
+    let engine = engine(&args.engine, &args.engine_namespace, &config).await?;
+    let server = presence_shim::serve_on(config, bayeux_config, engine).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let address = listener.local_addr()?;
     // Scripts and tests wait for this line.
@@ -109,6 +120,34 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
         .await?;
     drop(local);
     Ok(())
+}
+
+/// The engine `--engine` names.
+async fn engine(
+    name: &str,
+    namespace: &str,
+    presence: &Config,
+) -> Result<Arc<dyn bayeux::Engine>, Box<dyn std::error::Error + Send + Sync>> {
+    let redis = match name {
+        "memory" => return Ok(Arc::new(bayeux::MemoryEngine::new())),
+        "redis" if !presence.cluster.is_empty() => RedisEngineConfig::cluster(&presence.cluster),
+        "redis" => RedisEngineConfig::server(&presence.servers[0]),
+        url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            RedisEngineConfig::server(url)
+        }
+        other => {
+            return Err(
+                format!("--engine must be memory, redis or a redis:// URL, not {other:?}").into(),
+            )
+        }
+    };
+    let engine = RedisEngine::connect(redis.with_namespace(namespace)).await?;
+    tracing::info!(
+        engine = name,
+        namespace,
+        "clients and queues shared in Redis"
+    );
+    Ok(Arc::new(engine))
 }
 
 /// Ctrl-C or SIGTERM: stop serving, then drop the local redis-server (killed and reaped by its guard).

@@ -29,6 +29,15 @@ use crate::view::ChannelView;
 pub trait Deliver: Send + Sync + 'static {
     /// Delivers `message` to local subscribers of `message.channel`.
     async fn deliver(&self, message: Message);
+
+    /// Whether `client` is still subscribed to `channel` in the host. With an engine that several
+    /// processes share, a client that joined here may be unsubscribed or removed by another process;
+    /// the touch loop asks before refreshing (or re-joining) a connection, so such a member is not kept
+    /// alive forever. The default (one process, which hears every unsubscribe) says yes.
+    async fn is_subscribed(&self, client: &str, channel: &str) -> bool {
+        let _ = (client, channel);
+        true
+    }
 }
 
 /// The presence shim. Cheap to clone.
@@ -214,11 +223,12 @@ impl Presence {
 
     /// `client`'s subscription to the presence `channel` ended (unsubscribe, disconnect, timeout).
     pub async fn unsubscribe(&self, client: &str, channel: &str) {
-        if self.forget(client, channel) {
-            if let Err(error) = self.inner.store.leave(channel, client).await {
-                // The member expires within the TTL anyway, since nobody touches it any more.
-                tracing::warn!(%error, client, channel, "presence leave failed; the member will expire");
-            }
+        self.forget(client, channel);
+        // Even when the membership is not ours: with a shared engine the client may have joined through
+        // another process and be removed by this one. Leaving twice is a no-op that publishes nothing.
+        if let Err(error) = self.inner.store.leave(channel, client).await {
+            // The member expires within the TTL anyway, since nobody touches it any more.
+            tracing::warn!(%error, client, channel, "presence leave failed; the member will expire");
         }
     }
 
@@ -347,6 +357,32 @@ impl StreamSink for Sink {
     }
 }
 
+/// Keeps the memberships the host still has; forgets (and leaves) those another process ended.
+async fn still_subscribed(
+    inner: &Arc<Inner>,
+    batch: Vec<(String, Vec<String>)>,
+) -> Vec<(String, Vec<String>)> {
+    let presence = Presence {
+        inner: inner.clone(),
+    };
+    let mut kept = Vec::with_capacity(batch.len());
+    for (channel, clients) in batch {
+        let mut live = Vec::with_capacity(clients.len());
+        for client in clients {
+            if inner.deliver.is_subscribed(&client, &channel).await {
+                live.push(client);
+            } else {
+                tracing::debug!(client, channel, "membership ended elsewhere; leaving");
+                presence.unsubscribe(&client, &channel).await;
+            }
+        }
+        if !live.is_empty() {
+            kept.push((channel, live));
+        }
+    }
+    kept
+}
+
 /// Every TTL/3: refreshes this process's connections, one `PRESENCE.TOUCH` per channel, pipelined per
 /// server. That also purges other processes' dead connections (and the module publishes their leaves).
 /// Connections Redis no longer knows (a failover, a flush) are joined again.
@@ -378,6 +414,7 @@ async fn touch_loop(inner: Weak<Inner>) {
                 .filter(|(_, clients)| !clients.is_empty())
                 .collect()
         };
+        let batch = still_subscribed(&inner, batch).await;
         if batch.is_empty() {
             continue;
         }
