@@ -157,6 +157,19 @@ const ops = {
     if (error) return { ok: false, error: error.message };
     return {};
   },
+  // `count` publishes of {seq: 0..count-1} sent back to back (the client queues them in order), then
+  // every acknowledgement awaited: a burst, as a chat client sends when it reconnects.
+  async burst(cmd) {
+    const state = get(cmd.name);
+    const sent = [];
+    for (let seq = 0; seq < cmd.count; seq++) {
+      sent.push(state.client.publish(cmd.channel, { seq, from: cmd.name }));
+    }
+    const errors = [];
+    await within(`burst to ${cmd.channel}`, Promise.all(sent.map((p) => p.then(() => {}, (e) => { errors.push(e.message); }))));
+    if (errors.length) return { ok: false, error: errors.join('; ') };
+    return {};
+  },
   async disconnect(cmd) {
     const state = get(cmd.name);
     const done = state.client.disconnect();

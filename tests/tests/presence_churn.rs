@@ -1,6 +1,6 @@
-//! `faye-presence` churn end to end: many Faye clients (both transports) on two server processes sharing
-//! one Redis subscribe, unsubscribe, disconnect and vanish concurrently under a few shared ids for a
-//! bounded time. Then, in the known end state, `PRESENCE.ROSTER` and every observer's roster built from
+//! `faye-presence` churn end to end: many Faye clients (both transports) on two or three server
+//! processes sharing one Redis subscribe, unsubscribe, disconnect and vanish concurrently under a few
+//! shared ids for a bounded time. Then, in the known end state, `PRESENCE.ROSTER` and every observer's roster built from
 //! diffs equal the truth, and no observer was ever sent a join for a member it had or a leave for one
 //! it did not have. Zero discrepancies.
 
@@ -54,19 +54,55 @@ fn data_of(id: &str) -> Json {
     Json::obj(vec![("who", id.into()), ("n", Json::Num(id.len() as f64))])
 }
 
+/// How a churn run is set up.
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    processes: usize,
+    /// Share clients and queues through the Redis engine (`--engine redis`) instead of each process's
+    /// memory.
+    redis_engine: bool,
+    cut_pubsub: bool,
+}
+
 #[test]
 fn churn_over_two_processes_ends_with_every_roster_true() {
-    churn(false);
+    churn(Setup {
+        processes: 2,
+        redis_engine: false,
+        cut_pubsub: false,
+    });
+}
+
+/// Three processes sharing the Redis engine: a client's removal (by any process's sweep) must leave its
+/// presence exactly once, and diffs still reach each observer once, from its own process. Run twice.
+#[test]
+fn churn_over_three_processes_on_the_redis_engine_ends_with_every_roster_true() {
+    for _ in 0..2 {
+        churn(Setup {
+            processes: 3,
+            redis_engine: true,
+            cut_pubsub: false,
+        });
+    }
 }
 
 /// The same churn, with both servers' pub/sub connections to Redis cut (CLIENT KILL TYPE pubsub)
 /// halfway: each server repairs what its subscribers missed, and still nobody is told wrong.
 #[test]
 fn churn_through_cut_pubsub_connections_ends_with_every_roster_true() {
-    churn(true);
+    churn(Setup {
+        processes: 2,
+        redis_engine: false,
+        cut_pubsub: true,
+    });
 }
 
-fn churn(cut_pubsub: bool) {
+fn churn(setup: Setup) {
+    let Setup {
+        processes,
+        redis_engine,
+        cut_pubsub,
+    } = setup;
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -75,10 +111,14 @@ fn churn(cut_pubsub: bool) {
     let mut rng = Rng(seed);
     let redis = RedisServer::start();
     // A short long-poll hold, so frozen clients are timed out within the test.
-    let servers = [
-        PresenceServer::start(&["--redis", &redis.url(), "--timeout", "1"]),
-        PresenceServer::start(&["--redis", &redis.url(), "--timeout", "1"]),
-    ];
+    let url = redis.url();
+    let mut args = vec!["--redis", url.as_str(), "--timeout", "1"];
+    if redis_engine {
+        args.extend(["--engine", "redis"]);
+    }
+    let servers: Vec<_> = (0..processes)
+        .map(|_| PresenceServer::start(&args))
+        .collect();
     let channel = unique_channel("churn");
 
     // Observers: one per server and transport, in a driver of their own; they never leave.
@@ -100,7 +140,7 @@ fn churn(cut_pubsub: bool) {
             driver: i % 2,
             name: format!("w{i}.0"),
             id: format!("user-{}", i % IDS),
-            server: (i / 2) % 2,
+            server: (i / 2) % processes,
             transport: Transport::ALL[(i / 4) % 2],
             state: State::Gone,
         })
@@ -129,7 +169,7 @@ fn churn(cut_pubsub: bool) {
                     w.name = format!("w{i}.{next_name}");
                     next_name += 1;
                     w.id = format!("user-{}", rng.below(IDS as u64));
-                    w.server = rng.below(2) as usize;
+                    w.server = rng.below(processes as u64) as usize;
                     w.transport = Transport::ALL[rng.below(2) as usize];
                     d.client(&w.name, &servers[w.server].url(), w.transport);
                     ("subscribe", State::Present)
@@ -262,7 +302,7 @@ fn churn(cut_pubsub: bool) {
         assert!(d.faults().is_empty(), "seed {seed}: {:?}", d.faults());
     }
     eprintln!(
-        "churn (cut pub/sub: {cut_pubsub}, {refused} subscribes refused meanwhile): seed {seed}, {rounds} rounds, {ops} steps, {diffs} diffs to {} observers, final rev {rev}, {} members",
+        "churn ({setup:?}, {refused} subscribes refused meanwhile): seed {seed}, {rounds} rounds, {ops} steps, {diffs} diffs to {} observers, final rev {rev}, {} members",
         observers.len(),
         truth.len()
     );

@@ -254,6 +254,23 @@ impl Driver {
         }
     }
 
+    /// Client `name` publishes `{seq, from}` for seq 0..count to `channel` back to back, then waits for
+    /// every acknowledgement.
+    pub fn burst(&mut self, name: &str, channel: &str, count: usize) -> Result<(), String> {
+        let answer = self.request(
+            "burst",
+            vec![
+                ("name", name.into()),
+                ("channel", channel.into()),
+                ("count", Json::Num(count as f64)),
+            ],
+        );
+        match answer.get("ok").as_bool() {
+            Some(true) => Ok(()),
+            _ => Err(answer.to_string()),
+        }
+    }
+
     /// `client.disconnect()`, confirmed by the server.
     pub fn disconnect(&mut self, name: &str) {
         self.call("disconnect", vec![("name", name.into())]);

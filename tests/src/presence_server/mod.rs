@@ -5,6 +5,7 @@
 //! Everything that starts a process returns a guard that kills it on drop, also when a test panics.
 
 mod driver;
+pub mod http;
 mod json;
 mod observed;
 

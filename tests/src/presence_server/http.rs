@@ -1,0 +1,85 @@
+//! A bare Bayeux-over-HTTP client for what no real client does on purpose: sending each request of one
+//! client to a different server process (a load balancer without sticky sessions).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use super::Json;
+
+/// POSTs a batch of Bayeux messages to `http://addr/faye` and returns the decoded reply array.
+pub fn bayeux_post(addr: &str, body: &str) -> Vec<Json> {
+    let mut stream = TcpStream::connect(addr).expect("connect to the server");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("set timeout");
+    let request = format!(
+        "POST /faye HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).expect("send request");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the response");
+    let (head, payload) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP body in {response:?}"));
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{payload}");
+    match Json::parse(payload) {
+        Ok(Json::Arr(items)) => items,
+        other => panic!("not a Bayeux reply array: {other:?} from {payload}"),
+    }
+}
+
+/// The one reply on `channel` in `replies`.
+pub fn reply_on<'a>(replies: &'a [Json], channel: &str) -> &'a Json {
+    replies
+        .iter()
+        .find(|m| m.get("channel").as_str() == Some(channel))
+        .unwrap_or_else(|| panic!("no {channel} reply in {replies:?}"))
+}
+
+/// Handshakes for long-polling on `addr`; returns the client id.
+pub fn handshake(addr: &str) -> String {
+    let replies = bayeux_post(
+        addr,
+        r#"[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["long-polling"]}]"#,
+    );
+    let reply = reply_on(&replies, "/meta/handshake");
+    assert_eq!(reply.get("successful").as_bool(), Some(true), "{reply}");
+    reply.get("clientId").as_str().expect("clientId").to_owned()
+}
+
+/// One `/meta/connect` (held by the server until something is queued or its timeout passes); returns
+/// the data of every delivery on `channel` that came with it.
+pub fn connect(addr: &str, client: &str, channel: &str) -> Vec<Json> {
+    let body = format!(
+        r#"[{{"channel":"/meta/connect","clientId":"{client}","connectionType":"long-polling"}}]"#
+    );
+    let replies = bayeux_post(addr, &body);
+    let reply = reply_on(&replies, "/meta/connect");
+    assert_eq!(reply.get("successful").as_bool(), Some(true), "{reply}");
+    replies
+        .iter()
+        .filter(|m| m.get("channel").as_str() == Some(channel))
+        .map(|m| m.get("data").clone())
+        .collect()
+}
+
+/// Subscribes (`/meta/subscribe`) or unsubscribes the client; panics unless the server agreed.
+pub fn subscription(addr: &str, meta: &str, client: &str, channel: &str) {
+    let body =
+        format!(r#"[{{"channel":"{meta}","clientId":"{client}","subscription":"{channel}"}}]"#);
+    let replies = bayeux_post(addr, &body);
+    let reply = reply_on(&replies, meta);
+    assert_eq!(reply.get("successful").as_bool(), Some(true), "{reply}");
+}
+
+/// Publishes `data` (JSON text) on `channel` from `client`; panics unless acknowledged.
+pub fn publish(addr: &str, client: &str, channel: &str, data: &str) {
+    let body = format!(r#"[{{"channel":"{channel}","clientId":"{client}","data":{data}}}]"#);
+    let replies = bayeux_post(addr, &body);
+    let reply = reply_on(&replies, channel);
+    assert_eq!(reply.get("successful").as_bool(), Some(true), "{reply}");
+}

@@ -1,0 +1,236 @@
+//! Three `faye-presence` processes on one Redis engine (`--engine redis`), driven by real Faye clients
+//! and by a bare HTTP client that sends each request to another process: one Bayeux service.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use presence_tests::presence_server::http;
+use presence_tests::presence_server::{Driver, Json, Observed, PresenceServer, Transport};
+use presence_tests::{unique_channel, wait_until, RedisServer};
+
+/// A plain (non-presence) channel of this test.
+fn chat_channel() -> String {
+    unique_channel("chat").replacen("/presence/", "/chat/", 1)
+}
+
+fn three_on(redis: &RedisServer, extra: &[&str]) -> Vec<PresenceServer> {
+    let url = redis.url();
+    (0..3)
+        .map(|_| {
+            let mut args = vec!["--redis", url.as_str(), "--engine", "redis"];
+            args.extend_from_slice(extra);
+            PresenceServer::start(&args)
+        })
+        .collect()
+}
+
+#[test]
+fn a_burst_from_one_process_reaches_subscribers_on_all_three_in_order() {
+    const BURST: usize = 200;
+    let redis = RedisServer::start();
+    let servers = three_on(&redis, &[]);
+    let channel = chat_channel();
+    let mut d = Driver::start();
+    let mut subscribers = Vec::new();
+    for (s, server) in servers.iter().enumerate() {
+        for transport in Transport::ALL {
+            let name = format!("sub-{s}-{}", transport.name());
+            d.client(&name, &server.url(), transport);
+            d.subscribe(&name, &channel, None).expect("subscribe");
+            subscribers.push(name);
+        }
+    }
+    // Publishers on two processes, one per transport; their bursts interleave at the subscribers, but
+    // each one's messages keep their order.
+    d.client("pub-ws", &servers[0].url(), Transport::WebSocket);
+    d.client("pub-lp", &servers[2].url(), Transport::LongPolling);
+    // Faye sends a client's first messages over HTTP while it tries WebSocket; a subscribe round trip
+    // first, so the burst goes over the transport the client settled on.
+    let warm_up = chat_channel();
+    d.subscribe("pub-ws", &warm_up, None).expect("subscribe");
+    d.subscribe("pub-lp", &warm_up, None).expect("subscribe");
+    let ws = d.send(
+        "burst",
+        vec![
+            ("name", "pub-ws".into()),
+            ("channel", channel.as_str().into()),
+            ("count", Json::Num(BURST as f64)),
+        ],
+    );
+    d.burst("pub-lp", &channel, BURST)
+        .expect("long-polling burst");
+    assert_eq!(d.answer(ws).get("ok").as_bool(), Some(true));
+    for name in &subscribers {
+        let got = d.wait_messages_for(name, &channel, 2 * BURST, Duration::from_secs(30));
+        let mut per_publisher: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        for message in &got {
+            let data = message.get("data");
+            let from = data.get("from").as_str().unwrap_or("?").to_owned();
+            per_publisher
+                .entry(from)
+                .or_default()
+                .push(data.get("seq").as_f64().unwrap_or(-1.0));
+        }
+        let want: Vec<f64> = (0..BURST).map(|n| n as f64).collect();
+        for publisher in ["pub-lp", "pub-ws"] {
+            let seqs = per_publisher.get(publisher).cloned().unwrap_or_default();
+            if publisher == "pub-ws" {
+                assert_eq!(
+                    seqs, want,
+                    "{name}: {publisher}'s messages, once each, in order"
+                );
+            } else {
+                // Faye's long-polling transport may carry a burst in concurrent requests, so the
+                // server sees them in no defined order: every one, exactly once, is what holds.
+                let mut sorted = seqs.clone();
+                sorted.sort_by(f64::total_cmp);
+                assert_eq!(sorted, want, "{name}: {publisher}'s messages, once each");
+            }
+        }
+        assert_eq!(got.len(), 2 * BURST, "{name}: nothing else, nothing twice");
+    }
+    assert!(d.faults().is_empty(), "{:?}", d.faults());
+}
+
+#[test]
+fn a_client_that_hops_between_processes_keeps_its_subscriptions_and_messages() {
+    let redis = RedisServer::start();
+    let servers = three_on(&redis, &["--timeout", "1"]);
+    let addr = |i: usize| servers[i].addr().to_owned();
+    let channel = chat_channel();
+    // Handshake on the first process, subscribe on the second, poll the third.
+    let hopper = http::handshake(&addr(0));
+    http::subscription(&addr(1), "/meta/subscribe", &hopper, &channel);
+    let publisher = http::handshake(&addr(2));
+    http::publish(&addr(0), &publisher, &channel, r#"{"n":1}"#);
+    http::publish(&addr(1), &publisher, &channel, r#"{"n":2}"#);
+    let got = http::connect(&addr(2), &hopper, &channel);
+    assert_eq!(
+        got,
+        [json_n(1.0), json_n(2.0)],
+        "queued while nobody polled"
+    );
+    // A connect held by one process is woken by a publish on another.
+    let held = {
+        let a = addr(0);
+        let (hopper, channel) = (hopper.clone(), channel.clone());
+        std::thread::spawn(move || http::connect(&a, &hopper, &channel))
+    };
+    let waiting = || {
+        let mut con = redis.connect();
+        let owner: Option<String> = redis::cmd("HGET")
+            .arg(format!("bayeux:client:{{{hopper}}}"))
+            .arg("owner")
+            .query(&mut con)
+            .unwrap();
+        owner
+    };
+    let before = waiting();
+    wait_until(
+        "the held connect to move the client",
+        Duration::from_secs(10),
+        || waiting() != before,
+    );
+    http::publish(&addr(2), &publisher, &channel, r#"{"n":3}"#);
+    assert_eq!(held.join().unwrap(), [json_n(3.0)]);
+    // Unsubscribed on yet another process: nothing more for it anywhere.
+    http::subscription(&addr(2), "/meta/unsubscribe", &hopper, &channel);
+    http::publish(&addr(0), &publisher, &channel, r#"{"n":4}"#);
+    assert!(http::connect(&addr(1), &hopper, &channel).is_empty());
+}
+
+fn json_n(n: f64) -> Json {
+    Json::obj(vec![("n", Json::Num(n))])
+}
+
+#[test]
+fn killing_one_of_three_times_its_clients_out_and_its_members_leave_once() {
+    let redis = RedisServer::start();
+    // A long presence TTL: the members leave because the survivors time the dead process's clients out
+    // in the shared engine (1.6 s of silence), not because their connections expired in the module.
+    let mut servers = three_on(&redis, &["--timeout", "1", "--ttl", "60"]);
+    let channel = unique_channel("kill3");
+    let mut d = Driver::start();
+    let mut seen = Vec::new();
+    for (s, transport) in [(0, Transport::WebSocket), (1, Transport::LongPolling)] {
+        let name = format!("obs{s}");
+        d.client(&name, &servers[s].url(), transport);
+        let reply = d.join(&name, &channel, &name, Json::Null);
+        seen.push((name, Observed::from_reply(&reply)));
+    }
+    let mut victims = Vec::new();
+    for (m, transport) in [Transport::WebSocket, Transport::LongPolling]
+        .into_iter()
+        .enumerate()
+    {
+        let name = format!("v{m}");
+        d.client(&name, &servers[2].url(), transport);
+        d.join(&name, &channel, &format!("victim{m}"), Json::Num(m as f64));
+        victims.push(d.connect(&name));
+    }
+    // victim0 also has a connection on a survivor: it stays.
+    d.client("v0b", &servers[0].url(), Transport::LongPolling);
+    d.join("v0b", &channel, "victim0", Json::Num(0.0));
+    // obs0 also saw obs1 join.
+    let joins_seen = [3, 2];
+    for ((name, observed), joins) in seen.iter_mut().zip(joins_seen) {
+        observed.apply_all(&d.wait_messages(name, &channel, joins));
+        assert_eq!(observed.ids(), ["obs0", "obs1", "victim0", "victim1"]);
+    }
+
+    servers[2].kill9();
+    for ((name, observed), joins) in seen.iter_mut().zip(joins_seen) {
+        let got = d.wait_messages_for(name, &channel, joins + 1, Duration::from_secs(15));
+        observed.apply_all(&got[joins..]);
+        assert!(
+            observed.violations.is_empty(),
+            "{name}: {:?}",
+            observed.violations
+        );
+        assert_eq!(
+            observed.ids(),
+            ["obs0", "obs1", "victim0"],
+            "{name}: {:?}",
+            observed.history
+        );
+    }
+    let mut con = redis.connect();
+    for id in &victims {
+        wait_until(
+            "the dead process's clients to be removed",
+            Duration::from_secs(10),
+            || {
+                let exists: bool = redis::cmd("EXISTS")
+                    .arg(format!("bayeux:client:{{{id}}}"))
+                    .query(&mut con)
+                    .unwrap();
+                !exists
+            },
+        );
+    }
+    // The survivors keep serving: a message across them, and no second leave meanwhile.
+    let chat = chat_channel();
+    d.subscribe("obs1", &chat, None).expect("subscribe");
+    d.publish("obs0", &chat, Json::Num(7.0)).unwrap();
+    assert_eq!(
+        d.wait_messages("obs1", &chat, 1)[0].get("data"),
+        &Json::Num(7.0)
+    );
+    for ((name, _), joins) in seen.iter().zip(joins_seen) {
+        assert_eq!(
+            d.messages(name, &channel).len(),
+            joins + 1,
+            "{name}: one leave, once"
+        );
+    }
+    assert!(
+        d.faults().iter().all(|f| {
+            // The dead process's own clients may complain that their server is gone.
+            f.get("client")
+                .as_str()
+                .is_some_and(|c| c.starts_with('v') && c != "v0b")
+        }),
+        "{:?}",
+        d.faults()
+    );
+}
