@@ -234,3 +234,51 @@ fn killing_one_of_three_times_its_clients_out_and_its_members_leave_once() {
         d.faults()
     );
 }
+
+#[test]
+fn cut_engine_notifications_are_resubscribed_and_the_waiting_poll_still_gets_its_message() {
+    let redis = RedisServer::start();
+    let servers: Vec<_> = three_on(&redis, &["--timeout", "5"])
+        .into_iter()
+        .take(2)
+        .collect();
+    let channel = chat_channel();
+    let (a, b) = (servers[0].addr().to_owned(), servers[1].addr().to_owned());
+    let waiter = http::handshake(&b);
+    http::subscription(&b, "/meta/subscribe", &waiter, &channel);
+    let publisher = http::handshake(&a);
+    // Each connect bumps the client's `gen` in the engine as it starts waiting for messages.
+    let mut con = redis.connect();
+    let mut gen = || -> i64 {
+        redis::cmd("HGET")
+            .arg(format!("bayeux:client:{{{waiter}}}"))
+            .arg("gen")
+            .query(&mut con)
+            .unwrap()
+    };
+    let before = gen();
+    let held = {
+        let (b, waiter, channel) = (b.clone(), waiter.clone(), channel.clone());
+        std::thread::spawn(move || http::connect(&b, &waiter, &channel))
+    };
+    wait_until("the connect to be held", Duration::from_secs(10), || {
+        gen() > before
+    });
+    // Cut every pub/sub connection (the engines' notifications and the presence streams) as a network
+    // fault would, then publish on the other process while the waiter's process may not hear of it.
+    assert!(redis.kill_pubsub_connections() >= 2);
+    http::publish(&a, &publisher, &channel, r#"{"n":1}"#);
+    assert_eq!(
+        held.join().unwrap(),
+        [json_n(1.0)],
+        "the message is not lost"
+    );
+    wait_until(
+        "the loss window to be logged",
+        Duration::from_secs(10),
+        || servers[1].log().contains("engine notifications back"),
+    );
+    let log = servers[1].log();
+    assert!(log.contains("engine notifications lost"), "{log}");
+    assert!(!log.contains("panicked"), "{log}");
+}
