@@ -150,6 +150,11 @@ impl Connection {
         }
     }
 
+    /// Whether this is one Redis server (not a cluster).
+    pub(crate) fn is_server(&self) -> bool {
+        matches!(self, Connection::Server(_))
+    }
+
     /// Subscribes this (RESP3) connection to a notification channel; the confirmation also arrives as
     /// a push.
     pub(crate) async fn listen(&mut self, channel: &str) -> RedisResult<()> {

@@ -173,6 +173,9 @@ impl Inner {
     }
 
     async fn publish(&self, message: &Message, local: bool) -> Result<(), EngineError> {
+        if self.commands.is_server() {
+            return self.fan_out(message, local).await;
+        }
         let (sets, ids) = self.subscribers(&message.channel).await?;
         let targets: Vec<String> = if local {
             ids.into_iter()
@@ -188,6 +191,33 @@ impl Inner {
             .map_err(|e| EngineError::Reply(format!("unserializable message: {e}")))?;
         let only_owner = local.then_some(self.process.as_str());
         self.deliver(targets, &json, only_owner, &sets).await?;
+        Ok(())
+    }
+
+    /// A publish on one server: the whole fan-out in one script (see `scripts::FANOUT`), so the
+    /// message crosses the network once, not once per subscriber.
+    async fn fan_out(&self, message: &Message, local: bool) -> Result<(), EngineError> {
+        let json = serde_json::to_string(message)
+            .map_err(|e| EngineError::Reply(format!("unserializable message: {e}")))?;
+        let sets = channel::expand(&message.channel)
+            .iter()
+            .map(|set| self.keys.channel(set))
+            .collect();
+        let call = Call {
+            script: &scripts::FANOUT,
+            keys: sets,
+            args: Vec::new(),
+        }
+        .arg(json)
+        .arg(self.max_queue)
+        .arg(if local { self.process.as_str() } else { "" })
+        .arg(self.keys.namespace())
+        .arg(&self.process);
+        if let Value::Array(mine) = self.commands.eval(call).await? {
+            mine.iter()
+                .filter_map(text)
+                .for_each(|id| self.served.wake(&id));
+        }
         Ok(())
     }
 

@@ -23,6 +23,11 @@ impl Keys {
         }
     }
 
+    /// The prefix, for scripts that build key names themselves (the same formats as below).
+    pub(crate) fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
     pub(crate) fn client(&self, id: &str) -> String {
         format!("{}:client:{{{id}}}", self.namespace)
     }

@@ -43,6 +43,51 @@ return owner
 ";
 pub(crate) static DELIVER: LazyLock<Script> = LazyLock::new(|| Script::new(DELIVER_LUA));
 
+/// A whole publish on one Redis server: the message to every subscriber's queue, each once, and one
+/// notification per serving process, in one step and one round trip. (It names the queue keys it
+/// builds, not in KEYS: fine on one server, which is the only place it runs; a cluster uses DELIVER.)
+///
+/// KEYS: the subscriber sets of the channel and of each pattern matching it.
+/// ARGV: message JSON, max, process id or '' for any owner, namespace, the caller's process id.
+/// Returns the ids the caller serves (it wakes them itself). Ids without a client are dropped from
+/// the sets.
+const FANOUT_LUA: &str = r"
+local json, max, only, ns, me = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+local seen, gone, owners, by_owner = {}, {}, {}, {}
+for _, set in ipairs(KEYS) do
+  for _, id in ipairs(redis.call('SMEMBERS', set)) do
+    if not seen[id] then
+      seen[id] = true
+      local owner = redis.call('HGET', ns .. ':client:{' .. id .. '}', 'owner')
+      if not owner then
+        table.insert(gone, id)
+      elseif only == '' or owner == only then
+        local queue = ns .. ':queue:{' .. id .. '}'
+        if redis.call('RPUSH', queue, json) > max then redis.call('LTRIM', queue, -max, -1) end
+        if not by_owner[owner] then
+          by_owner[owner] = {}
+          table.insert(owners, owner)
+        end
+        table.insert(by_owner[owner], id)
+      end
+    end
+  end
+end
+for _, id in ipairs(gone) do
+  for _, set in ipairs(KEYS) do redis.call('SREM', set, id) end
+end
+local mine = {}
+for _, owner in ipairs(owners) do
+  if owner == me then
+    mine = by_owner[owner]
+  else
+    redis.call('PUBLISH', ns .. ':notify:{' .. owner .. '}', 'm ' .. table.concat(by_owner[owner], ' '))
+  end
+end
+return mine
+";
+pub(crate) static FANOUT: LazyLock<Script> = LazyLock::new(|| Script::new(FANOUT_LUA));
+
 /// Removes a client with its subscriptions and queue.
 ///
 /// KEYS: client, subs, queue.
@@ -59,6 +104,12 @@ return reply
 pub(crate) static DESTROY: LazyLock<Script> = LazyLock::new(|| Script::new(DESTROY_LUA));
 
 /// Every script's source, for loading them after a Redis restart emptied the script cache.
-pub(crate) fn sources() -> [&'static str; 4] {
-    [ATTACH_LUA, SUBSCRIBE_LUA, DELIVER_LUA, DESTROY_LUA]
+pub(crate) fn sources() -> [&'static str; 5] {
+    [
+        ATTACH_LUA,
+        SUBSCRIBE_LUA,
+        DELIVER_LUA,
+        FANOUT_LUA,
+        DESTROY_LUA,
+    ]
 }

@@ -176,3 +176,32 @@ async fn full_queues_drop_the_oldest_and_bad_input_is_refused() {
         "no Redis: a clear error, not a hang"
     );
 }
+
+#[tokio::test]
+async fn a_publish_drops_subscribers_whose_client_is_gone() {
+    let redis = RedisServer::start();
+    let ns = namespace();
+    let e = engine(RedisEngineConfig::server(redis.url()).with_namespace(&ns)).await;
+    let a = e.create_client().await.unwrap();
+    e.subscribe(&a, "/stale").await.unwrap();
+    // What a subscribe racing with the client's removal can leave behind: the set entry alone.
+    let mut con = redis.connect();
+    let _: () = redis::cmd("DEL")
+        .arg(format!("{ns}:client:{{{a}}}"))
+        .query(&mut con)
+        .unwrap();
+    e.publish(&Message::publish("/stale", json!(1)))
+        .await
+        .unwrap();
+    let left: bool = redis::cmd("SISMEMBER")
+        .arg(format!("{ns}:chan:{{/stale}}"))
+        .arg(&a)
+        .query(&mut con)
+        .unwrap();
+    assert!(!left, "the stale entry is gone after one publish");
+    let queued: i64 = redis::cmd("LLEN")
+        .arg(format!("{ns}:queue:{{{a}}}"))
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(queued, 0, "nothing queued for a client that is gone");
+}

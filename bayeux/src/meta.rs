@@ -159,6 +159,10 @@ impl Server {
         let (_guard, released) = self.inner.held.take(&client_id);
         // A client whose socket gets pushed deliveries (see `push`) only uses connects as a heartbeat.
         let pushed = self.is_pushed(&client_id);
+        // `known_client` has just checked that the client exists; after a wake-up with nothing queued,
+        // check again (its removal wakes the connect). Each check is a round trip on a shared engine, so
+        // none is made twice.
+        let mut woken = false;
         let deliveries = loop {
             let queued = if pushed {
                 Vec::new()
@@ -168,20 +172,21 @@ impl Server {
             if !queued.is_empty() {
                 break queued;
             }
+            if woken && !engine.client_exists(&client_id).await? {
+                return Err(Error::ClientUnknown(client_id));
+            }
             tokio::select! {
-                _ = signal.notified(), if !pushed => {}
+                _ = signal.notified(), if !pushed => woken = true,
                 // A newer connect from this client holds now; leave the queue to it.
                 _ = released.notified() => break Vec::new(),
                 _ = tokio::time::sleep_until(deadline) => {
                     break if pushed { Vec::new() } else { engine.take_queue(&client_id).await? };
                 }
             }
-            if !engine.client_exists(&client_id).await? {
-                break Vec::new();
-            }
         };
-        if !engine.client_exists(&client_id).await? {
-            // Disconnected or removed while we held its connect: it must handshake again.
+        // With deliveries in hand the client was there a moment ago; without, it may have been
+        // disconnected or removed while we held its connect, and must handshake again.
+        if deliveries.is_empty() && !engine.client_exists(&client_id).await? {
             return Err(Error::ClientUnknown(client_id));
         }
         engine.ping(&client_id).await?;

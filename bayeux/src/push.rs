@@ -11,6 +11,10 @@ use std::sync::Mutex;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+/// The first and the longest pause before taking a client's queue again after the engine failed.
+const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(50);
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Clients this process pushes to, with the generation of the push that owns each.
 #[derive(Default)]
 pub(crate) struct Pushing {
@@ -71,27 +75,41 @@ impl Server {
             let Ok(Some(signal)) = engine.queue_signal(&id).await else {
                 return;
             };
+            // A failing engine (a Redis restart) pauses the flow, never ends it: the guard still
+            // tells this client's connects to leave the queue to us.
+            let mut pause = RETRY_MIN;
             loop {
-                let Ok(queued) = engine.take_queue(&id).await else {
-                    return;
+                let queued = match engine.take_queue(&id).await {
+                    Ok(queued) => queued,
+                    Err(error) => {
+                        tracing::warn!(%error, client = %id, "push: cannot take the queue; retrying");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(RETRY_MAX);
+                        continue;
+                    }
                 };
+                pause = RETRY_MIN;
                 if queued.is_empty() {
-                    if !engine.client_exists(&id).await.unwrap_or(false) {
-                        // The client was removed: answer its heartbeat connect now, with the
-                        // 401 that sends it to handshake again, rather than at the timeout.
+                    // Woken with nothing to send: the removal of the client wakes us too.
+                    if let Ok(false) = engine.client_exists(&id).await {
+                        // Answer its heartbeat connect now, with the 401 that sends it to
+                        // handshake again, rather than at the timeout.
                         server.inner.held.release(&id);
                         return;
                     }
-                    signal.notified().await;
-                    // Let the publish that woke us finish fanning out (and others arrive), so one
-                    // frame carries several deliveries: far fewer wake-ups and writes under load.
-                    tokio::task::yield_now().await;
-                    continue;
+                } else {
+                    let out = server.outgoing_deliveries(Some(&id), queued).await;
+                    if !out.is_empty() && sink.send(out).await.is_err() {
+                        return;
+                    }
                 }
-                let out = server.outgoing_deliveries(Some(&id), queued).await;
-                if !out.is_empty() && sink.send(out).await.is_err() {
-                    return;
-                }
+                // Everything queued before the take was taken; anything queued since has raised the
+                // signal (a permit is kept if we are not waiting yet), so no take is wasted on an
+                // empty queue, which costs a round trip on a shared engine.
+                signal.notified().await;
+                // Let the publish that woke us finish fanning out (and others arrive), so one
+                // frame carries several deliveries: far fewer wake-ups and writes under load.
+                tokio::task::yield_now().await;
             }
         });
         PushGuard {
@@ -174,5 +192,84 @@ mod tests {
             start.elapsed() < Duration::from_secs(1),
             "answered at once, not at the timeout"
         );
+    }
+
+    /// A memory engine whose next `take_queue` calls fail, as a restarting Redis would make them.
+    struct Flaky {
+        inner: crate::MemoryEngine,
+        failing_takes: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl crate::Engine for Flaky {
+        async fn create_client(&self) -> Result<String, crate::Error> {
+            self.inner.create_client().await
+        }
+        async fn client_exists(&self, id: &str) -> Result<bool, crate::Error> {
+            self.inner.client_exists(id).await
+        }
+        async fn destroy_client(&self, id: &str) -> Result<Option<Vec<String>>, crate::Error> {
+            self.inner.destroy_client(id).await
+        }
+        async fn ping(&self, id: &str) -> Result<(), crate::Error> {
+            self.inner.ping(id).await
+        }
+        async fn inactive_clients(&self, idle: Duration) -> Result<Vec<String>, crate::Error> {
+            self.inner.inactive_clients(idle).await
+        }
+        async fn subscribe(&self, id: &str, channel: &str) -> Result<bool, crate::Error> {
+            self.inner.subscribe(id, channel).await
+        }
+        async fn unsubscribe(&self, id: &str, channel: &str) -> Result<bool, crate::Error> {
+            self.inner.unsubscribe(id, channel).await
+        }
+        async fn subscriptions(&self, id: &str) -> Result<Vec<String>, crate::Error> {
+            self.inner.subscriptions(id).await
+        }
+        async fn publish(&self, message: &Message) -> Result<(), crate::Error> {
+            self.inner.publish(message).await
+        }
+        async fn publish_local(&self, message: &Message) -> Result<(), crate::Error> {
+            self.inner.publish_local(message).await
+        }
+        async fn queue_for(&self, id: &str, message: &Message) -> Result<bool, crate::Error> {
+            self.inner.queue_for(id, message).await
+        }
+        async fn take_queue(&self, id: &str) -> Result<Vec<crate::Outbound>, crate::Error> {
+            use std::sync::atomic::Ordering;
+            let failing = self.failing_takes.load(Ordering::SeqCst);
+            if failing > 0 {
+                self.failing_takes.store(failing - 1, Ordering::SeqCst);
+                return Err(crate::Error::Engine("redis restarting".into()));
+            }
+            self.inner.take_queue(id).await
+        }
+        async fn queue_signal(
+            &self,
+            id: &str,
+        ) -> Result<Option<std::sync::Arc<tokio::sync::Notify>>, crate::Error> {
+            self.inner.queue_signal(id).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_engine_pauses_pushes_and_never_ends_them() {
+        let engine = std::sync::Arc::new(Flaky {
+            inner: crate::MemoryEngine::new(),
+            failing_takes: 5.into(),
+        });
+        let s = Server::builder().engine(engine).build().unwrap();
+        let a = handshake(&s).await;
+        subscribe(&s, &a, json!("/f")).await;
+        let (tx, mut rx) = mpsc::channel(8);
+        let _guard = s.push_deliveries(&a, tx);
+        s.publish(Message::publish("/f", json!("after the failures")))
+            .await
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("delivered once the engine answers again")
+            .unwrap();
+        assert_eq!(got[0].message().data, Some(json!("after the failures")));
     }
 }
