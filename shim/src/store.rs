@@ -91,8 +91,12 @@ impl Store {
         Ok(store)
     }
 
-    /// Fails clearly when a server does not have the presence module loaded.
+    /// Fails clearly when a server (or any master of the cluster) does not have the presence module
+    /// loaded.
     async fn check_module(&self) -> Result<(), ShimError> {
+        if let Backend::Cluster(cluster) = &self.backend {
+            return self.check_module_on_every_master(cluster.clone()).await;
+        }
         let probe = redis::cmd("PRESENCE.COUNT")
             .arg("/presence/-startup-check")
             .clone();
@@ -106,6 +110,37 @@ impl Store {
                 }
                 Err(e) => return Err(e),
             }
+        }
+        Ok(())
+    }
+
+    /// `COMMAND INFO PRESENCE.JOIN` on every master: each answers the command's description, or nil
+    /// if it does not know the command. (A command with a key would be redirected, so it cannot
+    /// probe a chosen node.)
+    async fn check_module_on_every_master(
+        &self,
+        mut cluster: ClusterConnection,
+    ) -> Result<(), ShimError> {
+        use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
+        let mut probe = redis::cmd("COMMAND");
+        probe.arg("INFO").arg("PRESENCE.JOIN");
+        let routing = RoutingInfo::MultiNode((
+            MultipleNodeRoutingInfo::AllMasters,
+            Some(ResponsePolicy::CombineArrays),
+        ));
+        let infos = self.bounded(cluster.route_command(probe, routing)).await?;
+        let missing = match infos {
+            Value::Array(infos) => infos.iter().filter(|i| matches!(i, Value::Nil)).count(),
+            other => {
+                return Err(ShimError::Config(format!(
+                    "unexpected COMMAND INFO reply from the cluster: {other:?}"
+                )))
+            }
+        };
+        if missing > 0 {
+            return Err(ShimError::Config(format!(
+                "{missing} master(s) of the cluster do not have the presence module loaded; start every node with --loadmodule libpresence.so"
+            )));
         }
         Ok(())
     }

@@ -198,3 +198,40 @@ async fn works_on_a_redis_cluster() {
         );
     }
 }
+
+/// The error `Presence::start` gave, as text.
+async fn start_error(config: Config) -> String {
+    match Presence::start(config, Arc::new(Collected::default())).await {
+        Ok(_) => panic!("started without a usable presence Redis"),
+        Err(error) => error.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn startup_fails_clearly_without_the_module_or_without_redis() {
+    let plain = RedisServer::start_with(presence_tests::ServerOptions {
+        without_module: true,
+        ..Default::default()
+    });
+    let error = start_error(Config::with_servers([plain.url()])).await;
+    assert!(
+        error.contains("does not have the presence module loaded"),
+        "{error}"
+    );
+
+    let port = presence_tests::server::free_port();
+    let error = start_error(Config::with_servers([format!("redis://127.0.0.1:{port}")])).await;
+    assert!(!error.is_empty(), "unreachable Redis: {error}");
+}
+
+#[tokio::test]
+async fn startup_fails_clearly_when_one_cluster_master_lacks_the_module() {
+    let cluster = Cluster::start_with_module_on([true, true, false]);
+    let mut config = Config::with_servers(Vec::<String>::new());
+    config.cluster = cluster.urls();
+    let error = start_error(config).await;
+    assert!(
+        error.contains("1 master(s) of the cluster do not have the presence module"),
+        "{error}"
+    );
+}

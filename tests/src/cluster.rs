@@ -15,8 +15,14 @@ pub struct Cluster {
 impl Cluster {
     /// Starts three nodes and creates the cluster with `redis-cli --cluster create`.
     pub fn start() -> Self {
-        let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| {
+        Self::start_with_module_on([true; 3])
+    }
+
+    /// Like [`Cluster::start`], with the module loaded only on the nodes marked `true`.
+    pub fn start_with_module_on(loaded: [bool; 3]) -> Self {
+        let nodes: Vec<RedisServer> = loaded
+            .iter()
+            .map(|&loaded| {
                 RedisServer::start_with(ServerOptions {
                     module_args: vec![],
                     server_args: vec![
@@ -25,6 +31,7 @@ impl Cluster {
                         "--cluster-node-timeout".into(),
                         "5000".into(),
                     ],
+                    without_module: !loaded,
                 })
             })
             .collect();

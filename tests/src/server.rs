@@ -57,6 +57,8 @@ pub struct ServerOptions {
     pub module_args: Vec<String>,
     /// Further `redis-server` arguments, e.g. `["--appendonly", "yes"]`.
     pub server_args: Vec<String>,
+    /// Start a plain redis-server, without the module (to test what happens when it is missing).
+    pub without_module: bool,
 }
 
 /// A running `redis-server`, killed (by its pid) and its directory removed on drop.
@@ -97,10 +99,14 @@ impl RedisServer {
             .arg("--dir")
             .arg(&self.dir)
             .arg("--logfile")
-            .arg(self.dir.join("redis.log"))
-            .arg("--loadmodule")
-            .arg(module_path())
-            .args(&self.options.module_args)
+            .arg(self.dir.join("redis.log"));
+        if !self.options.without_module {
+            command
+                .arg("--loadmodule")
+                .arg(module_path())
+                .args(&self.options.module_args);
+        }
+        command
             .args(&self.options.server_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
