@@ -113,3 +113,19 @@ pub(crate) fn sources() -> [&'static str; 5] {
         DESTROY_LUA,
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_script_is_reloaded_after_a_restart() {
+        let loaded: Vec<String> = sources()
+            .iter()
+            .map(|source| Script::new(source).get_hash().to_owned())
+            .collect();
+        for script in [&ATTACH, &SUBSCRIBE, &DELIVER, &FANOUT, &DESTROY] {
+            assert!(loaded.contains(&script.get_hash().to_owned()));
+        }
+    }
+}
