@@ -13,11 +13,22 @@ fn chat_channel() -> String {
     unique_channel("chat").replacen("/presence/", "/chat/", 1)
 }
 
+/// Three processes with presence and the engine on one Redis.
 fn three_on(redis: &RedisServer, extra: &[&str]) -> Vec<PresenceServer> {
-    let url = redis.url();
-    (0..3)
+    processes_on(3, redis, "redis", extra)
+}
+
+/// `n` processes with presence on `presence` and the engine at `engine` (`redis`: the same server).
+fn processes_on(
+    n: usize,
+    presence: &RedisServer,
+    engine: &str,
+    extra: &[&str],
+) -> Vec<PresenceServer> {
+    let url = presence.url();
+    (0..n)
         .map(|_| {
-            let mut args = vec!["--redis", url.as_str(), "--engine", "redis"];
+            let mut args = vec!["--redis", url.as_str(), "--engine", engine];
             args.extend_from_slice(extra);
             PresenceServer::start(&args)
         })
@@ -146,9 +157,11 @@ fn json_n(n: f64) -> Json {
 #[test]
 fn killing_one_of_three_times_its_clients_out_and_its_members_leave_once() {
     let redis = RedisServer::start();
+    // The engine on a Redis of its own, as a deployment may have it.
+    let engine = RedisServer::start();
     // A long presence TTL: the members leave because the survivors time the dead process's clients out
     // in the shared engine (1.6 s of silence), not because their connections expired in the module.
-    let mut servers = three_on(&redis, &["--timeout", "1", "--ttl", "60"]);
+    let mut servers = processes_on(3, &redis, &engine.url(), &["--timeout", "1", "--ttl", "60"]);
     let channel = unique_channel("kill3");
     let mut d = Driver::start();
     let mut seen = Vec::new();
@@ -194,7 +207,7 @@ fn killing_one_of_three_times_its_clients_out_and_its_members_leave_once() {
             observed.history
         );
     }
-    let mut con = redis.connect();
+    let mut con = engine.connect();
     for id in &victims {
         wait_until(
             "the dead process's clients to be removed",
@@ -281,4 +294,47 @@ fn cut_engine_notifications_are_resubscribed_and_the_waiting_poll_still_gets_its
     let log = servers[1].log();
     assert!(log.contains("engine notifications lost"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
+}
+
+#[test]
+fn an_engine_redis_restart_is_ridden_out_by_the_faye_clients() {
+    let presence = RedisServer::start();
+    let mut engine = RedisServer::start();
+    let servers = processes_on(2, &presence, &engine.url(), &["--timeout", "2"]);
+    let channel = chat_channel();
+    let mut d = Driver::start();
+    d.client("pub", &servers[0].url(), Transport::WebSocket);
+    let subscribers = ["sub-ws", "sub-lp"];
+    for (name, transport) in subscribers.iter().zip(Transport::ALL) {
+        d.client(name, &servers[1].url(), transport);
+        d.subscribe(name, &channel, None).expect("subscribe");
+    }
+    d.publish("pub", &channel, Json::Str("before".into()))
+        .unwrap();
+    for name in subscribers {
+        d.wait_messages(name, &channel, 1);
+    }
+    // Restarted empty: every client is unknown now. Faye's clients handshake again and subscribe
+    // again by themselves; publishes made meanwhile may fail, so keep publishing until both
+    // subscribers have a message from after the restart.
+    engine.restart(None);
+    let mut n = 0;
+    wait_until(
+        "both subscribers to hear from after the restart",
+        Duration::from_secs(30),
+        || {
+            n += 1;
+            let _ = d.publish("pub", &channel, Json::Num(n as f64));
+            subscribers.iter().all(|name| {
+                d.messages(name, &channel)
+                    .iter()
+                    .any(|m| matches!(m.get("data"), Json::Num(_)))
+            })
+        },
+    );
+    for server in &servers {
+        let log = server.log();
+        assert!(!log.contains("panicked"), "{log}");
+        assert!(log.contains("engine notifications back"), "{log}");
+    }
 }
