@@ -338,3 +338,26 @@ fn an_engine_redis_restart_is_ridden_out_by_the_faye_clients() {
         assert!(log.contains("engine notifications back"), "{log}");
     }
 }
+
+#[test]
+fn a_wrong_or_unreachable_engine_fails_startup_clearly() {
+    let presence = RedisServer::start();
+    let run = |engine: &str| {
+        let output = std::process::Command::new(presence_tests::presence_server::binary_path())
+            .args(["--listen", "127.0.0.1:0", "--redis", &presence.url()])
+            .args(["--engine", engine])
+            .output()
+            .expect("run faye-presence");
+        assert!(!output.status.success(), "--engine {engine} started");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let error = run("mysql://localhost");
+    assert!(
+        error.contains("--engine must be memory, redis or a redis:// URL"),
+        "{error}"
+    );
+    let port = presence_tests::server::free_port();
+    let error = run(&format!("redis://127.0.0.1:{port}"));
+    assert!(error.contains("faye-presence:"), "{error}");
+    assert!(!error.contains("panicked"), "{error}");
+}
