@@ -221,6 +221,33 @@ impl Inner {
         Ok(())
     }
 
+    /// Addressed delivery: one script on one server, a pipelined DELIVER per client on a cluster.
+    async fn address(&self, ids: &[String], message: &Message) -> Result<(), EngineError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let json = serde_json::to_string(message)
+            .map_err(|e| EngineError::Reply(format!("unserializable message: {e}")))?;
+        if !self.commands.is_server() {
+            self.deliver(ids.to_vec(), &json, None, &[]).await?;
+            return Ok(());
+        }
+        let mut call = Call::new(&scripts::ADDRESS, Vec::new())
+            .arg(json)
+            .arg(self.max_queue)
+            .arg(self.keys.namespace())
+            .arg(&self.process);
+        for id in ids {
+            call = call.arg(id);
+        }
+        if let Value::Array(mine) = self.commands.eval(call).await? {
+            mine.iter()
+                .filter_map(text)
+                .for_each(|id| self.served.wake(&id));
+        }
+        Ok(())
+    }
+
     async fn create_client(&self) -> Result<String, EngineError> {
         let id = bayeux::engine::new_client_id();
         // The index first: if this process dies in between, the sweep still finds and removes the id.
@@ -404,6 +431,10 @@ impl Engine for RedisEngine {
             .deliver(vec![client_id.to_owned()], &json, None, &[])
             .await?;
         Ok(delivered == 1)
+    }
+
+    async fn queue_for_many(&self, client_ids: &[String], message: &Message) -> Result<(), Error> {
+        Ok(self.inner.address(client_ids, message).await?)
     }
 
     async fn take_queue(&self, client_id: &str) -> Result<Vec<Outbound>, Error> {

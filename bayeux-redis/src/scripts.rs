@@ -88,6 +88,40 @@ return mine
 ";
 pub(crate) static FANOUT: LazyLock<Script> = LazyLock::new(|| Script::new(FANOUT_LUA));
 
+/// Addressed delivery on one Redis server: the message to each named client's queue, and one
+/// notification per serving process (see `Engine::queue_for_many`). Like FANOUT, it names the keys it
+/// builds; it runs on one server only.
+///
+/// ARGV: message JSON, max, namespace, the caller's process id, then the client ids.
+/// Returns the ids the caller serves (it wakes them itself). Unknown ids are skipped.
+const ADDRESS_LUA: &str = r"
+local json, max, ns, me = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
+local owners, by_owner = {}, {}
+for i = 5, #ARGV do
+  local id = ARGV[i]
+  local owner = redis.call('HGET', ns .. ':client:{' .. id .. '}', 'owner')
+  if owner then
+    local queue = ns .. ':queue:{' .. id .. '}'
+    if redis.call('RPUSH', queue, json) > max then redis.call('LTRIM', queue, -max, -1) end
+    if not by_owner[owner] then
+      by_owner[owner] = {}
+      table.insert(owners, owner)
+    end
+    table.insert(by_owner[owner], id)
+  end
+end
+local mine = {}
+for _, owner in ipairs(owners) do
+  if owner == me then
+    mine = by_owner[owner]
+  else
+    redis.call('PUBLISH', ns .. ':notify:{' .. owner .. '}', 'm ' .. table.concat(by_owner[owner], ' '))
+  end
+end
+return mine
+";
+pub(crate) static ADDRESS: LazyLock<Script> = LazyLock::new(|| Script::new(ADDRESS_LUA));
+
 /// Removes a client with its subscriptions and queue.
 ///
 /// KEYS: client, subs, queue.
@@ -104,12 +138,13 @@ return reply
 pub(crate) static DESTROY: LazyLock<Script> = LazyLock::new(|| Script::new(DESTROY_LUA));
 
 /// Every script's source, for loading them after a Redis restart emptied the script cache.
-pub(crate) fn sources() -> [&'static str; 5] {
+pub(crate) fn sources() -> [&'static str; 6] {
     [
         ATTACH_LUA,
         SUBSCRIBE_LUA,
         DELIVER_LUA,
         FANOUT_LUA,
+        ADDRESS_LUA,
         DESTROY_LUA,
     ]
 }
@@ -124,7 +159,7 @@ mod tests {
             .iter()
             .map(|source| Script::new(source).get_hash().to_owned())
             .collect();
-        for script in [&ATTACH, &SUBSCRIBE, &DELIVER, &FANOUT, &DESTROY] {
+        for script in [&ATTACH, &SUBSCRIBE, &DELIVER, &FANOUT, &ADDRESS, &DESTROY] {
             assert!(loaded.contains(&script.get_hash().to_owned()));
         }
     }

@@ -192,6 +192,21 @@ impl Server {
             .await
     }
 
+    /// Delivers a message to each of `client_ids` (through the outgoing hooks like any delivery),
+    /// whatever their subscriptions and whichever process they poll; unknown clients are skipped. For
+    /// messages meant for a known set of clients, like roster messages to a channel's members.
+    pub async fn deliver_to_many(
+        &self,
+        client_ids: &[String],
+        message: Message,
+    ) -> Result<(), Error> {
+        check_publishable(&message)?;
+        self.inner
+            .engine
+            .queue_for_many(client_ids, &strip(message))
+            .await
+    }
+
     /// A handle that does not keep the server alive: for extensions (which the server owns, so a
     /// strong handle inside one would be a reference cycle) and background tasks.
     pub fn downgrade(&self) -> WeakServer {

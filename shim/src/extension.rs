@@ -148,16 +148,16 @@ impl Extension for PresenceExtension {
     }
 }
 
-/// Delivers roster messages through a `bayeux` server to its local subscribers.
+/// Delivers roster messages through a `bayeux` server to the members they are addressed to.
 pub struct LocalDelivery(pub std::sync::OnceLock<bayeux::Server>);
 
 #[async_trait]
 impl crate::presence::Deliver for LocalDelivery {
-    async fn deliver(&self, message: Message) {
+    async fn deliver(&self, message: Message, clients: Vec<String>) {
         let Some(server) = self.0.get() else {
             return;
         };
-        if let Err(error) = server.deliver_local(message).await {
+        if let Err(error) = server.deliver_to_many(&clients, message).await {
             tracing::warn!(%error, "a roster message could not be delivered");
         }
     }

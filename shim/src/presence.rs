@@ -1,7 +1,8 @@
 //! [`Presence`]: the shim's core, independent of any Bayeux server. A host calls
 //! [`Presence::subscribe`] when a client's subscription to a presence channel has succeeded,
 //! [`Presence::unsubscribe`] when it ends, and [`Presence::admits`] on each delivery; the shim hands
-//! ready-made roster messages to the host's [`Deliver`] for this process's subscribers of a channel.
+//! ready-made roster messages, each addressed to the members that joined through this process, to the
+//! host's [`Deliver`].
 //!
 //! No roster logic lives here: the module decides who is present; this routes commands, listens to the
 //! event stream, and keeps, per channel, the view every local subscriber was told ([`ChannelView`]).
@@ -23,12 +24,15 @@ use crate::store::{Shard, Store};
 use crate::stream::{ClusterStream, ServerStream, Stream, StreamSink};
 use crate::view::ChannelView;
 
-/// Hands a roster message to this process's own subscribers of its channel (never through a shared
-/// engine: every process receives the events from Redis, so each delivers them only locally).
+/// Hands a roster message to the members that joined through this process. Every process receives
+/// the events from Redis, so each one addresses its own members only (never a shared engine's channel
+/// routing, which would deliver them once per process); with a shared engine the message then follows a
+/// member to whichever process it polls.
 #[async_trait]
 pub trait Deliver: Send + Sync + 'static {
-    /// Delivers `message` to local subscribers of `message.channel`.
-    async fn deliver(&self, message: Message);
+    /// Delivers `message` to each of `clients` (members of `message.channel` whose snapshot does
+    /// not have it yet).
+    async fn deliver(&self, message: Message, clients: Vec<String>);
 
     /// Whether `client` is still subscribed to `channel` in the host. With an engine that several
     /// processes share, a client that joined here may be unsubscribed or removed by another process;
@@ -66,6 +70,26 @@ struct Channel {
     rev: watch::Sender<u64>,
     /// Local clients with a membership here, joined or joining.
     members: HashMap<String, Membership>,
+}
+
+impl Channel {
+    /// Each event's roster message with the members to tell: those whose snapshot is older than it
+    /// (a member still waiting for its snapshot gets it in there).
+    fn address(&self, channel: &str, events: &[Event]) -> Vec<(Message, Vec<String>)> {
+        events
+            .iter()
+            .map(|event| {
+                let clients = self
+                    .members
+                    .iter()
+                    .filter(|(_, m)| m.seen.is_some_and(|seen| event.rev > seen))
+                    .map(|(client, _)| client.clone())
+                    .collect();
+                (roster_message(channel, event), clients)
+            })
+            .filter(|(_, clients): &(Message, Vec<String>)| !clients.is_empty())
+            .collect()
+    }
 }
 
 struct Membership {
@@ -248,8 +272,10 @@ impl Presence {
     }
 
     /// Whether a delivery to `client` should go out: roster messages already in the client's snapshot,
-    /// or arriving before it has one, are held back; so are roster messages to a client that is not a
-    /// member (one subscribed to `/**`, say): presence is for members only.
+    /// or arriving before it has one, are held back. Roster messages are addressed to members only (a
+    /// client subscribed to `/**` never gets one), so a client this process does not know is a member
+    /// that joined through another process and polls this one: its roster message was addressed to it
+    /// there, with that process's snapshot check, and goes out.
     pub fn admits(&self, client: &str, message: &Message) -> bool {
         if !self.inner.config.is_presence_channel(&message.channel) {
             return true;
@@ -262,7 +288,8 @@ impl Presence {
             Some(Membership {
                 seen: Some(seen), ..
             }) => rev > *seen,
-            Some(Membership { seen: None, .. }) | None => false,
+            Some(Membership { seen: None, .. }) => false,
+            None => true,
         }
     }
 }
@@ -290,17 +317,17 @@ impl Inner {
 
     /// Applies events to the channel's view and relays the new ones, in order.
     async fn relay(&self, channel: &str, events: Vec<Event>) {
-        let fresh = {
+        let addressed = {
             let mut state = self.state.lock().unwrap();
             let Some(entry) = state.channels.get_mut(channel) else {
                 return; // Nobody here listens any more.
             };
             let fresh = entry.view.apply(events);
             entry.rev.send_replace(entry.view.rev());
-            fresh
+            entry.address(channel, &fresh)
         };
-        for event in &fresh {
-            self.deliver.deliver(roster_message(channel, event)).await;
+        for (message, clients) in addressed {
+            self.deliver.deliver(message, clients).await;
         }
     }
 
@@ -324,15 +351,15 @@ impl Inner {
                     membership.seen = membership.seen.map(|seen| seen.min(truth.rev));
                 }
             }
-            diff
+            entry.address(channel, &diff)
         };
         tracing::info!(
             channel,
             corrections = diff.len(),
             "presence roster resynced after a stream gap"
         );
-        for event in &diff {
-            self.deliver.deliver(roster_message(channel, event)).await;
+        for (message, clients) in diff {
+            self.deliver.deliver(message, clients).await;
         }
         Ok(())
     }

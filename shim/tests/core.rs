@@ -11,18 +11,30 @@ use presence_shim::{Config, Deliver, Presence};
 use presence_tests::{unique_channel, Cluster, RedisServer};
 use serde_json::{json, Value};
 
-/// Collects delivered roster messages.
+/// Collects delivered roster messages with the clients each was addressed to.
 #[derive(Default)]
-struct Collected(Mutex<Vec<Message>>);
+struct Collected(Mutex<Vec<(Message, Vec<String>)>>);
 
 #[async_trait]
 impl Deliver for Collected {
-    async fn deliver(&self, message: Message) {
-        self.0.lock().unwrap().push(message);
+    async fn deliver(&self, message: Message, mut clients: Vec<String>) {
+        clients.sort();
+        self.0.lock().unwrap().push((message, clients));
     }
 }
 
 impl Collected {
+    /// The clients each message on `channel` was addressed to, in order.
+    fn recipients(&self, channel: &str) -> Vec<Vec<String>> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, _)| m.channel == channel)
+            .map(|(_, clients)| clients.clone())
+            .collect()
+    }
+
     /// Waits until `count` messages for `channel` arrived, and returns them.
     async fn wait_for(&self, channel: &str, count: usize) -> Vec<Message> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -32,8 +44,8 @@ impl Collected {
                 .lock()
                 .unwrap()
                 .iter()
-                .filter(|m| m.channel == channel)
-                .cloned()
+                .filter(|(m, _)| m.channel == channel)
+                .map(|(m, _)| m.clone())
                 .collect();
             if got.len() >= count {
                 return got;
@@ -87,12 +99,16 @@ async fn subscribe_returns_the_roster_and_the_stream_relays_changes() {
         .expect("bob's join");
     assert_eq!(rev_of(bob_join), second["rev"].as_u64());
     // c1 is past ann's own join (in its snapshot) but not bob's; c2's snapshot has both.
+    assert_eq!(
+        collected.recipients(&ch),
+        [["c1"]],
+        "addressed to the members that lack it only"
+    );
     assert!(presence.admits("c1", bob_join));
     assert!(!presence.admits("c2", bob_join), "already in c2's snapshot");
-    assert!(
-        !presence.admits("stranger", bob_join),
-        "a non-member (subscribed to /**, say) sees no roster"
-    );
+    // A client this process does not know got the message addressed by the process it joined through
+    // (it polls this one now): it goes out. Non-members are never addressed at all.
+    assert!(presence.admits("joined-elsewhere", bob_join));
 
     presence.unsubscribe("c2", &ch).await;
     let messages = collected.wait_for(&ch, 2).await;

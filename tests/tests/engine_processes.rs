@@ -361,3 +361,37 @@ fn a_wrong_or_unreachable_engine_fails_startup_clearly() {
     assert!(error.contains("faye-presence:"), "{error}");
     assert!(!error.contains("panicked"), "{error}");
 }
+
+#[test]
+fn a_presence_member_that_polls_other_processes_keeps_getting_its_roster_messages() {
+    let redis = RedisServer::start();
+    let servers = three_on(&redis, &["--timeout", "1"]);
+    let addr = |i: usize| servers[i].addr().to_owned();
+    let channel = unique_channel("hop");
+    // Handshake on one process, join through a second.
+    let hopper = http::handshake(&addr(0));
+    let joined = http::presence_subscribe(&addr(1), &hopper, &channel, "hopper");
+    assert_eq!(joined.get("subscribe").keys(), ["hopper"]);
+    // Alice joins through the third; the hopper hears of it polling the third, which never saw it
+    // subscribe, then of her leaving while polling the first.
+    let mut d = Driver::start();
+    d.client("alice", &servers[2].url(), Transport::WebSocket);
+    let reply = d.join("alice", &channel, "alice", Json::Null);
+    assert_eq!(reply.get("subscribe").keys(), ["alice", "hopper"]);
+    let got = http::connect(&addr(2), &hopper, &channel);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].get("subscribe").keys(), ["alice"]);
+    d.unsubscribe("alice", &channel);
+    let got = http::connect(&addr(0), &hopper, &channel);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].get("unsubscribe").keys(), ["alice"]);
+    // Its own leave, asked of yet another process, reaches the others' members once.
+    d.client("bob", &servers[0].url(), Transport::LongPolling);
+    let mut seen = Observed::from_reply(&d.join("bob", &channel, "bob", Json::Null));
+    http::subscription(&addr(2), "/meta/unsubscribe", &hopper, &channel);
+    let got = d.wait_messages("bob", &channel, 1);
+    seen.apply_all(&got);
+    assert_eq!(seen.ids(), ["bob"], "{:?}", seen.history);
+    assert!(seen.violations.is_empty(), "{:?}", seen.violations);
+    assert!(d.faults().is_empty(), "{:?}", d.faults());
+}

@@ -41,6 +41,8 @@ where
     let (one, two) = make().await;
     shared_routing(&one, &two).await;
     let (one, two) = make().await;
+    shared_addressed(&one, &two).await;
+    let (one, two) = make().await;
     shared_local_publish(&one, &two).await;
     let (one, two) = make().await;
     shared_destroy(&one, &two).await;
@@ -106,6 +108,22 @@ async fn shared_routing(one: &dyn Engine, two: &dyn Engine) {
         one.take_queue(&a).await.unwrap().is_empty(),
         "a queue taken in one process is empty in the other"
     );
+}
+
+async fn shared_addressed(one: &dyn Engine, two: &dyn Engine) {
+    let a = one.create_client().await.unwrap();
+    // `a` now polls the second process; the first still addresses it.
+    let signal = two.queue_signal(&a).await.unwrap().unwrap();
+    one.queue_for_many(
+        std::slice::from_ref(&a),
+        &Message::publish("/m", json!("moved")),
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), signal.notified())
+        .await
+        .expect("an addressed message wakes the client in the process it moved to");
+    assert_eq!(two.take_queue(&a).await.unwrap().len(), 1);
 }
 
 async fn shared_local_publish(one: &dyn Engine, two: &dyn Engine) {
@@ -286,6 +304,22 @@ async fn direct(e: &dyn Engine) {
     let q = e.take_queue(&a).await.unwrap();
     assert_eq!(q.len(), 1, "queued without a subscription");
     assert_eq!(q[0].message(), &msg);
+    let b = e.create_client().await.unwrap();
+    let c = e.create_client().await.unwrap();
+    e.subscribe(&c, "/anything").await.unwrap();
+    let addressed = Message::publish("/anything", json!("for a and b"));
+    e.queue_for_many(&[a.clone(), "nope".to_owned(), b.clone()], &addressed)
+        .await
+        .unwrap();
+    for id in [&a, &b] {
+        let q = e.take_queue(id).await.unwrap();
+        assert_eq!(q.len(), 1, "each addressed client gets one copy");
+        assert_eq!(q[0].message(), &addressed);
+    }
+    assert!(
+        e.take_queue(&c).await.unwrap().is_empty(),
+        "addressed delivery ignores subscriptions"
+    );
 }
 
 async fn destroy(e: &dyn Engine) {

@@ -241,6 +241,17 @@ impl Engine for MemoryEngine {
         Ok(true)
     }
 
+    async fn queue_for_many(&self, client_ids: &[String], message: &Message) -> Result<(), Error> {
+        let mut state = self.lock();
+        let shared = Outbound::new(message.clone());
+        for id in client_ids {
+            if let Some(client) = state.clients.get_mut(id) {
+                client.enqueue(id, shared.clone(), self.max_queue);
+            }
+        }
+        Ok(())
+    }
+
     async fn take_queue(&self, client_id: &str) -> Result<Vec<Outbound>, Error> {
         Ok(self
             .lock()

@@ -66,6 +66,17 @@ pub trait Engine: Send + Sync + 'static {
     /// that missed diffs); `Ok(false)` for an unknown client.
     async fn queue_for(&self, client_id: &str, message: &Message) -> Result<bool, Error>;
 
+    /// Queues `message` for each of `client_ids` (unknown ones are skipped) whatever their
+    /// subscriptions and wherever they connect: addressed delivery, e.g. roster messages to the members
+    /// one process knows, which must follow a member that polls another process. The default calls
+    /// [`Engine::queue_for`] per client; engines override it to share one copy.
+    async fn queue_for_many(&self, client_ids: &[String], message: &Message) -> Result<(), Error> {
+        for id in client_ids {
+            self.queue_for(id, message).await?;
+        }
+        Ok(())
+    }
+
     /// Takes every message queued for the client, oldest first.
     async fn take_queue(&self, client_id: &str) -> Result<Vec<Outbound>, Error>;
 

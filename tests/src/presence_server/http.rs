@@ -83,3 +83,14 @@ pub fn publish(addr: &str, client: &str, channel: &str, data: &str) {
     let reply = reply_on(&replies, channel);
     assert_eq!(reply.get("successful").as_bool(), Some(true), "{reply}");
 }
+
+/// Subscribes the client to a presence channel as member `id`; returns the reply's `ext.presence`.
+pub fn presence_subscribe(addr: &str, client: &str, channel: &str, id: &str) -> Json {
+    let body = format!(
+        r#"[{{"channel":"/meta/subscribe","clientId":"{client}","subscription":"{channel}","ext":{{"presence":{{"id":"{id}"}}}}}}]"#
+    );
+    let replies = bayeux_post(addr, &body);
+    let reply = reply_on(&replies, "/meta/subscribe");
+    assert_eq!(reply.get("successful").as_bool(), Some(true), "{reply}");
+    reply.get("ext").get("presence").clone()
+}
