@@ -34,22 +34,23 @@
 //! `PRESENCE_BENCH_TRACE=1` prints every frame the first client reads (to see both servers' traffic).
 
 // The same minimal WebSocket client as the bayeux benchmark, so both benchmarks drive servers alike.
+#[path = "../../bayeux/bench/procs.rs"]
+mod procs;
 #[path = "../../bayeux/bench/procstat.rs"]
 mod procstat;
 #[path = "../../bayeux/bench/ws.rs"]
 mod ws;
+use procs::{commandstats, median, spread, start_redis, start_server};
 use procstat::cpu_s;
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 use tokio::sync::{oneshot, Notify, Semaphore};
 
 const PRESENCE_CHANNEL: &str = "/presence/bench";
@@ -62,111 +63,6 @@ const IN_FLIGHT: usize = 64;
 const TIMEOUT_SECS: &str = "30";
 /// Bound on every wait for a reply, a fan-out or a quiet system.
 const WAIT: Duration = Duration::from_secs(120);
-
-/// A spawned process (a server or a redis-server), killed by pid when dropped: at the end of its
-/// measurement, when an assertion unwinds, or when Ctrl-C drops the whole run.
-struct Guard {
-    child: Child,
-}
-
-impl Guard {
-    fn pid(&self) -> u32 {
-        self.child.id().expect("running")
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
-    listener.local_addr().unwrap().port()
-}
-
-/// A fresh `redis-server` on a free loopback port (with the presence module when given), and a connection
-/// for the statistics.
-async fn start_redis(module: Option<&Path>) -> (Guard, u16, redis::aio::MultiplexedConnection) {
-    let port = free_port();
-    let mut cmd = Command::new("redis-server");
-    cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no", "--dir"])
-        .arg(std::env::temp_dir());
-    if let Some(module) = module {
-        cmd.arg("--loadmodule").arg(module);
-    }
-    let child = cmd
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("cannot start redis-server");
-    let guard = Guard { child };
-    let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
-    for _ in 0..200 {
-        if let Ok(mut con) = client.get_multiplexed_async_connection().await {
-            if redis::cmd("PING")
-                .query_async::<String>(&mut con)
-                .await
-                .is_ok()
-            {
-                return (guard, port, con);
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("redis-server on port {port} did not start within 5 s");
-}
-
-/// Spawns a server that prints `listening on ADDR`; returns its guard and address.
-async fn start_server(name: &str, mut cmd: Command) -> (Guard, String) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-    let stdout = child.stdout.take().unwrap();
-    let guard = Guard { child };
-    let mut lines = BufReader::new(stdout).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(20), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                return addr.to_owned();
-            }
-        }
-        panic!("{name} exited before listening");
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{name} did not start within 20 s"));
-    // Keep draining stdout so a chatty server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (guard, addr)
-}
-
-/// `INFO commandstats` as command -> calls, without this benchmark's own INFO and CONFIG.
-async fn commandstats(con: &mut redis::aio::MultiplexedConnection) -> BTreeMap<String, u64> {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(con)
-        .await
-        .expect("INFO commandstats");
-    info.lines()
-        .filter_map(|l| {
-            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            (!name.starts_with("info") && !name.starts_with("config"))
-                .then(|| (name.to_owned(), calls))
-        })
-        .collect()
-}
 
 async fn reset_stats(con: &mut redis::aio::MultiplexedConnection) {
     redis::cmd("CONFIG")
@@ -435,16 +331,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
         return f64::NAN;
     }
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
-    }
 }
 
 struct Setup {
@@ -750,23 +636,6 @@ fn print_round(round: usize, rows: &[Row]) {
             ms.join(", ")
         );
     }
-}
-
-/// "median [min–max]" of a figure over rounds.
-fn spread(values: &[f64], decimals: usize) -> String {
-    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    if finite.is_empty() {
-        return "n/a".into();
-    }
-    let min = finite.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    format!(
-        "{:.d$} [{:.d$}–{:.d$}]",
-        median(&finite),
-        min,
-        max,
-        d = decimals
-    )
 }
 
 fn print_summary(rows: &[Row], sizes: &[usize]) {
