@@ -82,6 +82,11 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+fn to_json(message: &Message) -> Result<String, EngineError> {
+    serde_json::to_string(message)
+        .map_err(|e| EngineError::Reply(format!("unserializable message: {e}")))
+}
+
 fn text(value: &Value) -> Option<String> {
     match value {
         Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
@@ -187,38 +192,21 @@ impl Inner {
         if targets.is_empty() {
             return Ok(());
         }
-        let json = serde_json::to_string(message)
-            .map_err(|e| EngineError::Reply(format!("unserializable message: {e}")))?;
         let only_owner = local.then_some(self.process.as_str());
-        self.deliver(targets, &json, only_owner, &sets).await?;
+        self.deliver(targets, &to_json(message)?, only_owner, &sets)
+            .await?;
         Ok(())
     }
 
-    /// A publish on one server: the whole fan-out in one script (see `scripts::FANOUT`), so the
+    /// A publish on one server: the whole fan-out in one script (see `scripts::QUEUE`), so the
     /// message crosses the network once, not once per subscriber.
     async fn fan_out(&self, message: &Message, local: bool) -> Result<(), EngineError> {
-        let json = serde_json::to_string(message)
-            .map_err(|e| EngineError::Reply(format!("unserializable message: {e}")))?;
         let sets = channel::expand(&message.channel)
             .iter()
             .map(|set| self.keys.channel(set))
             .collect();
-        let call = Call {
-            script: &scripts::FANOUT,
-            keys: sets,
-            args: Vec::new(),
-        }
-        .arg(json)
-        .arg(self.max_queue)
-        .arg(if local { self.process.as_str() } else { "" })
-        .arg(self.keys.namespace())
-        .arg(&self.process);
-        if let Value::Array(mine) = self.commands.eval(call).await? {
-            mine.iter()
-                .filter_map(text)
-                .for_each(|id| self.served.wake(&id));
-        }
-        Ok(())
+        let only = if local { self.process.as_str() } else { "" };
+        self.queue(sets, &[], message, only).await
     }
 
     /// Addressed delivery: one script on one server, a pipelined DELIVER per client on a cluster.
@@ -226,15 +214,27 @@ impl Inner {
         if ids.is_empty() {
             return Ok(());
         }
-        let json = serde_json::to_string(message)
-            .map_err(|e| EngineError::Reply(format!("unserializable message: {e}")))?;
         if !self.commands.is_server() {
-            self.deliver(ids.to_vec(), &json, None, &[]).await?;
+            self.deliver(ids.to_vec(), &to_json(message)?, None, &[])
+                .await?;
             return Ok(());
         }
-        let mut call = Call::new(&scripts::ADDRESS, Vec::new())
-            .arg(json)
+        self.queue(Vec::new(), ids, message, "").await
+    }
+
+    /// Runs `scripts::QUEUE` for the subscribers in `sets` and the clients `ids`, and wakes the targets
+    /// this process serves.
+    async fn queue(
+        &self,
+        sets: Vec<String>,
+        ids: &[String],
+        message: &Message,
+        only: &str,
+    ) -> Result<(), EngineError> {
+        let mut call = Call::new(&scripts::QUEUE, sets)
+            .arg(to_json(message)?)
             .arg(self.max_queue)
+            .arg(only)
             .arg(self.keys.namespace())
             .arg(&self.process);
         for id in ids {
@@ -424,11 +424,9 @@ impl Engine for RedisEngine {
     }
 
     async fn queue_for(&self, client_id: &str, message: &Message) -> Result<bool, Error> {
-        let json = serde_json::to_string(message)
-            .map_err(|e| EngineError::Reply(format!("unserializable message: {e}")))?;
         let delivered = self
             .inner
-            .deliver(vec![client_id.to_owned()], &json, None, &[])
+            .deliver(vec![client_id.to_owned()], &to_json(message)?, None, &[])
             .await?;
         Ok(delivered == 1)
     }

@@ -43,36 +43,39 @@ return owner
 ";
 pub(crate) static DELIVER: LazyLock<Script> = LazyLock::new(|| Script::new(DELIVER_LUA));
 
-/// A whole publish on one Redis server: the message to every subscriber's queue, each once, and one
-/// notification per serving process, in one step and one round trip. (It names the queue keys it
-/// builds, not in KEYS: fine on one server, which is the only place it runs; a cluster uses DELIVER.)
+/// A whole delivery on one Redis server, in one step and one round trip: the message to every target's
+/// queue, each once, and one notification per serving process. The targets are the subscribers in the
+/// sets given as KEYS (a publish: the channel's and its patterns') and the ids given after the
+/// arguments (addressed delivery). It names the queue keys it builds, not in KEYS: fine on one server,
+/// the only place it runs; a cluster uses DELIVER per client.
 ///
-/// KEYS: the subscriber sets of the channel and of each pattern matching it.
-/// ARGV: message JSON, max, process id or '' for any owner, namespace, the caller's process id.
-/// Returns the ids the caller serves (it wakes them itself). Ids without a client are dropped from
-/// the sets.
-const FANOUT_LUA: &str = r"
+/// KEYS: subscriber sets. ARGV: message JSON, max, process id or '' for any owner, namespace, the
+/// caller's process id, then client ids.
+/// Returns the ids the caller serves (it wakes them itself). Subscribers without a client are dropped
+/// from the sets; unknown addressed ids are skipped.
+const QUEUE_LUA: &str = r"
 local json, max, only, ns, me = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 local seen, gone, owners, by_owner = {}, {}, {}, {}
-for _, set in ipairs(KEYS) do
-  for _, id in ipairs(redis.call('SMEMBERS', set)) do
-    if not seen[id] then
-      seen[id] = true
-      local owner = redis.call('HGET', ns .. ':client:{' .. id .. '}', 'owner')
-      if not owner then
-        table.insert(gone, id)
-      elseif only == '' or owner == only then
-        local queue = ns .. ':queue:{' .. id .. '}'
-        if redis.call('RPUSH', queue, json) > max then redis.call('LTRIM', queue, -max, -1) end
-        if not by_owner[owner] then
-          by_owner[owner] = {}
-          table.insert(owners, owner)
-        end
-        table.insert(by_owner[owner], id)
-      end
+local function queue(id, from_set)
+  if seen[id] then return end
+  seen[id] = true
+  local owner = redis.call('HGET', ns .. ':client:{' .. id .. '}', 'owner')
+  if not owner then
+    if from_set then table.insert(gone, id) end
+  elseif only == '' or owner == only then
+    local key = ns .. ':queue:{' .. id .. '}'
+    if redis.call('RPUSH', key, json) > max then redis.call('LTRIM', key, -max, -1) end
+    if not by_owner[owner] then
+      by_owner[owner] = {}
+      table.insert(owners, owner)
     end
+    table.insert(by_owner[owner], id)
   end
 end
+for _, set in ipairs(KEYS) do
+  for _, id in ipairs(redis.call('SMEMBERS', set)) do queue(id, true) end
+end
+for i = 6, #ARGV do queue(ARGV[i], false) end
 for _, id in ipairs(gone) do
   for _, set in ipairs(KEYS) do redis.call('SREM', set, id) end
 end
@@ -86,41 +89,7 @@ for _, owner in ipairs(owners) do
 end
 return mine
 ";
-pub(crate) static FANOUT: LazyLock<Script> = LazyLock::new(|| Script::new(FANOUT_LUA));
-
-/// Addressed delivery on one Redis server: the message to each named client's queue, and one
-/// notification per serving process (see `Engine::queue_for_many`). Like FANOUT, it names the keys it
-/// builds; it runs on one server only.
-///
-/// ARGV: message JSON, max, namespace, the caller's process id, then the client ids.
-/// Returns the ids the caller serves (it wakes them itself). Unknown ids are skipped.
-const ADDRESS_LUA: &str = r"
-local json, max, ns, me = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
-local owners, by_owner = {}, {}
-for i = 5, #ARGV do
-  local id = ARGV[i]
-  local owner = redis.call('HGET', ns .. ':client:{' .. id .. '}', 'owner')
-  if owner then
-    local queue = ns .. ':queue:{' .. id .. '}'
-    if redis.call('RPUSH', queue, json) > max then redis.call('LTRIM', queue, -max, -1) end
-    if not by_owner[owner] then
-      by_owner[owner] = {}
-      table.insert(owners, owner)
-    end
-    table.insert(by_owner[owner], id)
-  end
-end
-local mine = {}
-for _, owner in ipairs(owners) do
-  if owner == me then
-    mine = by_owner[owner]
-  else
-    redis.call('PUBLISH', ns .. ':notify:{' .. owner .. '}', 'm ' .. table.concat(by_owner[owner], ' '))
-  end
-end
-return mine
-";
-pub(crate) static ADDRESS: LazyLock<Script> = LazyLock::new(|| Script::new(ADDRESS_LUA));
+pub(crate) static QUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(QUEUE_LUA));
 
 /// Removes a client with its subscriptions and queue.
 ///
@@ -138,13 +107,12 @@ return reply
 pub(crate) static DESTROY: LazyLock<Script> = LazyLock::new(|| Script::new(DESTROY_LUA));
 
 /// Every script's source, for loading them after a Redis restart emptied the script cache.
-pub(crate) fn sources() -> [&'static str; 6] {
+pub(crate) fn sources() -> [&'static str; 5] {
     [
         ATTACH_LUA,
         SUBSCRIBE_LUA,
         DELIVER_LUA,
-        FANOUT_LUA,
-        ADDRESS_LUA,
+        QUEUE_LUA,
         DESTROY_LUA,
     ]
 }
@@ -159,7 +127,7 @@ mod tests {
             .iter()
             .map(|source| Script::new(source).get_hash().to_owned())
             .collect();
-        for script in [&ATTACH, &SUBSCRIBE, &DELIVER, &FANOUT, &ADDRESS, &DESTROY] {
+        for script in [&ATTACH, &SUBSCRIBE, &DELIVER, &QUEUE, &DESTROY] {
             assert!(loaded.contains(&script.get_hash().to_owned()));
         }
     }
