@@ -67,6 +67,6 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     server.spawn_sweeper();
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     println!("listening on {}", listener.local_addr()?);
-    axum::serve(listener, bayeux::router(server)).await?;
+    axum::serve(bayeux::without_delay(listener), bayeux::router(server)).await?;
     Ok(())
 }

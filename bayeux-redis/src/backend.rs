@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
+use redis::io::tcp::TcpSettings;
 use redis::{
     Cmd, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo, RedisFuture, RedisResult, Script,
     ToRedisArgs, Value,
@@ -120,7 +121,11 @@ impl Connection {
                 .redis_settings()
                 .clone()
                 .set_protocol(ProtocolVersion::RESP3);
-            let notify_client = redis::Client::open(info.set_redis_settings(resp3))?;
+            // Small commands whose latency is the delivery's: no Nagle delay on them.
+            let info = info
+                .set_redis_settings(resp3)
+                .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+            let notify_client = redis::Client::open(info)?;
             let commands = manager(notify_client.clone(), base()).await?;
             let notify_config = base()
                 .set_push_sender(pushes)
@@ -133,6 +138,7 @@ impl Connection {
         } else {
             let builder = || {
                 redis::cluster::ClusterClientBuilder::new(config.cluster.clone())
+                    .tcp_settings(TcpSettings::default().set_nodelay(true))
                     .connection_timeout(timeout)
                     .response_timeout(timeout)
             };

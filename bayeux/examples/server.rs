@@ -47,6 +47,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     server.spawn_sweeper();
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!("listening on {}", listener.local_addr()?);
-    axum::serve(listener, bayeux::router(server)).await?;
+    axum::serve(bayeux::without_delay(listener), bayeux::router(server)).await?;
     Ok(())
 }

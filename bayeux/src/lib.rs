@@ -5,7 +5,7 @@
 //! let server = bayeux::Server::builder().build()?;
 //! server.spawn_sweeper();
 //! let app = bayeux::router(server);
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+//! let listener = bayeux::without_delay(tokio::net::TcpListener::bind("127.0.0.1:8000").await?);
 //! axum::serve(listener, app).await?;
 //! # Ok(()) }
 //! ```
@@ -58,4 +58,4 @@ pub use message::Message;
 pub use outbound::Outbound;
 pub use push::PushGuard;
 pub use server::{Server, ServerBuilder, WeakServer};
-pub use transport::router;
+pub use transport::{router, without_delay};

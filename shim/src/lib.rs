@@ -6,7 +6,7 @@
 //! let config = presence_shim::Config::with_servers(["redis://127.0.0.1:6379"]);
 //! let server = presence_shim::serve(config, bayeux::Config::default()).await?;
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
-//! axum::serve(listener, bayeux::router(server)).await?;
+//! axum::serve(bayeux::without_delay(listener), bayeux::router(server)).await?;
 //! # Ok(()) }
 //! ```
 //!

@@ -115,7 +115,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
     // Scripts and tests wait for this line.
     println!("listening on {address}");
     tracing::info!("Bayeux with presence at http://{address}{}", args.mount);
-    axum::serve(listener, bayeux::router(server))
+    axum::serve(bayeux::without_delay(listener), bayeux::router(server))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
     drop(local);

@@ -10,7 +10,8 @@ use std::time::Duration;
 use presence_roster::roster::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Value};
+use redis::io::tcp::TcpSettings;
+use redis::{Cmd, IntoConnectionInfo, Value};
 
 use crate::config::Config;
 use crate::error::ShimError;
@@ -62,7 +63,12 @@ impl Store {
         let backend = if config.cluster.is_empty() {
             let mut connections = Vec::new();
             for url in &config.servers {
-                let client = redis::Client::open(url.as_str())?;
+                // Commands are small and latency is what matters: no Nagle delay on them.
+                let info = url
+                    .as_str()
+                    .into_connection_info()?
+                    .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+                let client = redis::Client::open(info)?;
                 let manager_config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(config.timeout))
                     .set_response_timeout(Some(config.timeout))
@@ -78,6 +84,7 @@ impl Store {
             Backend::Servers(connections)
         } else {
             let client = redis::cluster::ClusterClientBuilder::new(config.cluster.clone())
+                .tcp_settings(TcpSettings::default().set_nodelay(true))
                 .connection_timeout(config.timeout)
                 .response_timeout(config.timeout)
                 .build()?;

@@ -34,6 +34,7 @@ impl ClusterStream {
     ) -> Result<Self, ShimError> {
         let (pushes, receiver) = mpsc::unbounded_channel();
         let client = redis::cluster::ClusterClientBuilder::new(seeds.to_vec())
+            .tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true))
             .use_protocol(redis::ProtocolVersion::RESP3)
             .push_sender(pushes)
             .connection_timeout(timeout)
