@@ -1,7 +1,9 @@
 // Two real CometD 9 clients (through cometd-nodejs-client) on a forced transport:
-//   node cometd_client.mjs URL TRANSPORT PREFIX        TRANSPORT: long-polling | websocket
+//   node cometd_client.mjs URL TRANSPORT PREFIX [URL_B]   TRANSPORT: long-polling | websocket
 // Covers handshake (over the socket itself for websocket), subscribe, wildcard, publish and receive,
-// unsubscribe, a subscribe the server's extension rejects (under /rejected), and disconnect.
+// unsubscribe, a subscribe the server's extension rejects, and disconnect. Client B talks to URL_B when
+// given (another faye-presence process sharing the Redis engine); the rejected subscribe is then one to
+// a presence channel without a presence id, else one under /rejected (the bayeux tests' extension).
 import { adapt } from 'cometd-nodejs-client';
 import lib from './lib.js';
 
@@ -9,9 +11,12 @@ adapt();
 const { CometD } = await import('cometd');
 const { Waiters, run, assert, within } = lib;
 
-const [url, transport, prefix] = process.argv.slice(2);
+const [url, transport, prefix, urlB] = process.argv.slice(2);
+const [rejectedChannel, rejectedText] = urlB
+  ? [`/presence${prefix}`, 'No presence id']
+  : [`/rejected${prefix}`, 'Rejected by test extension'];
 
-function makeClient(waiters) {
+function makeClient(waiters, url) {
   const cometd = new CometD();
   cometd.configure({ url, logLevel: 'warn', maxNetworkDelay: 5000 });
   for (const type of cometd.getTransportTypes()) {
@@ -42,8 +47,8 @@ function call(what, start) {
 
 run(async () => {
   const waiters = new Waiters();
-  const a = makeClient(waiters);
-  const b = makeClient(waiters);
+  const a = makeClient(waiters, url);
+  const b = makeClient(waiters, urlB || url);
   const ha = await call('A handshake', (cb) => a.handshake(cb));
   const hb = await call('B handshake', (cb) => b.handshake(cb));
   const record = (client) => (message) => { client.received.push(message); waiters.poke(); };
@@ -65,10 +70,10 @@ run(async () => {
   await call('A unsubscribe', (cb) => a.unsubscribe(exact, cb));
 
   const rejected = await within('rejected subscribe', new Promise((resolve) => {
-    a.subscribe(`/rejected${prefix}`, () => {}, (reply) => resolve(reply));
+    a.subscribe(rejectedChannel, () => {}, (reply) => resolve(reply));
   }));
-  assert(rejected.successful === false, 'subscribe under /rejected fails');
-  assert(String(rejected.error).includes('Rejected by test extension'), `error text: ${rejected.error}`);
+  assert(rejected.successful === false, `subscribe to ${rejectedChannel} fails`);
+  assert(String(rejected.error).includes(rejectedText), `error text: ${rejected.error}`);
 
   await call('A disconnect', (cb) => a.disconnect(cb));
   await call('B disconnect', (cb) => b.disconnect(cb));

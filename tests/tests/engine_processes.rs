@@ -395,3 +395,25 @@ fn a_presence_member_that_polls_other_processes_keeps_getting_its_roster_message
     assert!(seen.violations.is_empty(), "{:?}", seen.violations);
     assert!(d.faults().is_empty(), "{:?}", d.faults());
 }
+
+/// The real CometD client, one client on each of two processes sharing the engine, over both transports:
+/// each gets what the other publishes (`tests/js/cometd_client.mjs` with a second URL).
+#[test]
+fn cometd_clients_on_two_processes_see_each_others_messages() {
+    let redis = RedisServer::start();
+    let servers = processes_on(2, &redis, "redis", &[]);
+    for transport in ["long-polling", "websocket"] {
+        let prefix = chat_channel();
+        let output = std::process::Command::new("node")
+            .arg(presence_tests::presence_server::js_dir().join("cometd_client.mjs"))
+            .args([&servers[0].url(), transport, &prefix, &servers[1].url()])
+            .output()
+            .expect("run node (install it with scripts/prerequisites.sh)");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("RESULT "),
+            "{transport}: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
