@@ -20,8 +20,9 @@ use crate::{scripts, EngineError, RedisEngineConfig};
 /// - A client's state is three keys under its own hash tag; every change to it is one script on one
 ///   slot. Each channel's subscribers are a set of their own, so a Redis Cluster spreads both.
 /// - A publish reads the subscriber sets of the channel and its wildcard patterns, appends the message
-///   to each subscriber's queue (one script each, pipelined, in order), then wakes the process serving
-///   each subscriber with one notification per process, on that process's own pub/sub channel.
+///   to each subscriber's queue, then wakes the process serving each subscriber with one notification
+///   per process, on that process's own pub/sub channel: on one server all in one script
+///   (`scripts::QUEUE`), on a cluster one script per subscriber, pipelined.
 /// - A client is served by the process where it last connected (`queue_signal`); it may handshake on
 ///   one process and poll another, and its queue follows it because it is in Redis.
 #[derive(Clone)]
