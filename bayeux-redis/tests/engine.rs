@@ -71,14 +71,7 @@ async fn woken_with(
     tokio::time::timeout(Duration::from_secs(10), signal.notified())
         .await
         .expect("the waiting client is woken");
-    let got: Vec<_> = two
-        .take_queue(b)
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| m.message().data.clone().unwrap())
-        .collect();
-    assert_eq!(got, vec![want]);
+    assert_eq!(conformance::taken_data(two, b).await, vec![want]);
 }
 
 #[tokio::test]
@@ -156,14 +149,10 @@ async fn full_queues_drop_the_oldest_and_bad_input_is_refused() {
     for n in 0..5 {
         e.publish(&Message::publish("/q", json!(n))).await.unwrap();
     }
-    let data: Vec<_> = e
-        .take_queue(&a)
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| m.message().data.clone().unwrap())
-        .collect();
-    assert_eq!(data, [json!(2), json!(3), json!(4)]);
+    assert_eq!(
+        conformance::taken_data(&e, &a).await,
+        [json!(2), json!(3), json!(4)]
+    );
     assert!(RedisEngine::connect(RedisEngineConfig::server(""))
         .await
         .is_err());

@@ -288,11 +288,7 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let q = e.take_queue(&a).await.unwrap();
-        let data: Vec<_> = q
-            .iter()
-            .map(|m| m.message().data.clone().unwrap())
-            .collect();
+        let data = super::super::conformance::taken_data(&e, &a).await;
         assert_eq!(data, [2, 3, 4]);
         assert_eq!(
             MemoryEngine::new().max_queue,
