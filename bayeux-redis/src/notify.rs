@@ -174,16 +174,20 @@ impl Listener {
         let ids = self.served.ids();
         let reads = ids
             .iter()
-            .map(|id| redis::Cmd::hget(self.keys.client(id), "owner"))
+            .map(|id| {
+                let mut read = redis::cmd("HMGET");
+                read.arg(self.keys.client(id)).arg("owner").arg("gen");
+                read
+            })
             .collect();
         match self.commands.batch(reads).await {
-            Ok(owners) => {
-                for (id, owner) in ids.iter().zip(owners) {
-                    let ours =
-                        matches!(&owner, Value::BulkString(o) if o == self.process.as_bytes());
-                    if !ours {
-                        // Below GONE: it moved (or vanished with a restart), nothing to wake.
-                        self.served.forget(id, GONE - 1);
+            Ok(records) => {
+                for (id, record) in ids.iter().zip(records) {
+                    let (owner, gen): (Option<String>, Option<u64>) =
+                        redis::from_redis_value(record).unwrap_or_default();
+                    if owner.as_deref() != Some(self.process.as_str()) {
+                        // The move notice we missed (at its gen), or the client is gone.
+                        self.served.forget(id, gen.unwrap_or(GONE));
                     }
                 }
             }
