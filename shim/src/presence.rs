@@ -257,18 +257,16 @@ impl Presence {
     }
 
     /// Drops a membership, and the channel's state and stream subscription with its last local member.
-    /// Returns whether there was a membership.
-    fn forget(&self, client: &str, channel: &str) -> bool {
+    fn forget(&self, client: &str, channel: &str) {
         let mut state = self.inner.state.lock().unwrap();
         let Some(entry) = state.channels.get_mut(channel) else {
-            return false;
+            return;
         };
-        let existed = entry.members.remove(client).is_some();
+        entry.members.remove(client);
         if entry.members.is_empty() {
             state.channels.remove(channel);
             self.inner.stream(channel).unlisten(channel);
         }
-        existed
     }
 
     /// Whether a delivery to `client` should go out: roster messages already in the client's snapshot,
