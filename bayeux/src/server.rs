@@ -174,8 +174,10 @@ impl Server {
     }
 
     /// Delivers a message to this process's own subscribers of its channel only (see
-    /// [`Engine::publish_local`]): for messages every process receives anyway, such as roster diffs from
-    /// Redis, which would be delivered twice if published through a shared engine.
+    /// [`Engine::publish_local`]): for messages every process receives anyway from a source of its own,
+    /// which would be delivered twice if published through a shared engine. (The presence shim uses
+    /// [`Server::deliver_to_many`] instead, addressing each member, so roster messages follow a member
+    /// that polls another process.)
     pub async fn deliver_local(&self, message: Message) -> Result<(), Error> {
         check_publishable(&message)?;
         self.inner.engine.publish_local(&strip(message)).await
