@@ -196,6 +196,12 @@ impl RedisServer {
         std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default()
     }
 
+    /// Kills the server with SIGKILL, by the pid of the process this guard started, and reaps it (a
+    /// crash: no save, no goodbye to clients or cluster peers). It stays down; drop still cleans up.
+    pub fn kill9(&mut self) {
+        self.kill();
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
