@@ -28,7 +28,7 @@ pub mod roster;
 pub mod snapshot;
 pub mod wire;
 
-pub use codec::parse_u64;
+pub use codec::{parse_u64, shown};
 pub use error::DecodeError;
 pub use journal::Journal;
 pub use op::Op;

@@ -11,9 +11,9 @@
 //! T <len>:<client> <deadline>\n                            a new deadline for a known client
 //! ```
 //!
-//! Deadlines are microseconds since the Unix epoch.
+//! Deadlines are microseconds since the Unix epoch, at most [`MAX_DEADLINE`](crate::snapshot::MAX_DEADLINE).
 
-use crate::codec::{expect, put_field, put_number, take_field, take_number, take_until};
+use crate::codec::{expect, put_field, put_number, shown, take_deadline, take_field, take_until};
 use crate::error::DecodeError;
 use crate::roster::Bytes;
 
@@ -120,7 +120,7 @@ impl Op {
                     expect(&mut input, b' ')?;
                     let data = take_field(&mut input)?;
                     expect(&mut input, b' ')?;
-                    let deadline = take_number(&mut input, b'\n')?;
+                    let deadline = take_deadline(&mut input, b'\n')?;
                     Op::Join {
                         client,
                         id,
@@ -140,14 +140,10 @@ impl Op {
                 b"T" => {
                     let client = take_field(&mut input)?;
                     expect(&mut input, b' ')?;
-                    let deadline = take_number(&mut input, b'\n')?;
+                    let deadline = take_deadline(&mut input, b'\n')?;
                     Op::Touch { client, deadline }
                 }
-                other => {
-                    return Err(DecodeError::UnknownKind(
-                        String::from_utf8_lossy(other).into_owned(),
-                    ))
-                }
+                other => return Err(DecodeError::UnknownKind(shown(other))),
             };
             ops.push(op);
         }
@@ -176,14 +172,13 @@ mod tests {
             Op::Expire { client: b("") },
             Op::Touch {
                 client: b("c1"),
-                deadline: u64::MAX,
+                deadline: crate::snapshot::MAX_DEADLINE,
             },
         ];
         let encoded = Op::encode_all(&ops);
         assert_eq!(
             encoded,
-            b"J 2:c1 7:a b:{c} 4:\r\n\0\xff 17\nL 2:c2\nX 0:\nT 2:c1 18446744073709551615\n"
-                .to_vec()
+            b"J 2:c1 7:a b:{c} 4:\r\n\0\xff 17\nL 2:c2\nX 0:\nT 2:c1 253402300800000000\n".to_vec()
         );
         assert_eq!(Op::decode_all(&encoded).unwrap(), ops);
     }
@@ -202,5 +197,13 @@ mod tests {
         assert_eq!(Op::decode_all(b"T 1:c -1\n"), Err(DecodeError::BadNumber));
         assert_eq!(Op::decode_all(b"L 1:c"), Err(DecodeError::Truncated));
         assert_eq!(Op::decode_all(b""), Ok(vec![]));
+        assert_eq!(
+            Op::decode_all(b"T 1:c 253402300800000001\n"),
+            Err(DecodeError::Malformed("deadline out of range"))
+        );
+        assert_eq!(
+            Op::decode_all(b"\0\r\n 1:c\n"),
+            Err(DecodeError::UnknownKind("\\x00\\x0d\\x0a".into()))
+        );
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use foldhash::fast::RandomState;
 
 use crate::op::Op;
+use crate::snapshot::MAX_REV;
 
 /// Shared immutable bytes. Ids, client names and data are binary-safe, and one allocation serves the
 /// maps, the deadline index and the events that mention it.
@@ -349,7 +350,11 @@ impl Roster {
     }
 
     fn emit(&mut self, kind: EventKind, id: &Bytes, data: Option<&Bytes>, events: &mut Vec<Event>) {
-        self.rev += 1;
+        // Saturates at the ceiling, which only a forged snapshot gets near: never wraps, never goes back,
+        // and whatever it saves loads again.
+        if self.rev < MAX_REV {
+            self.rev += 1;
+        }
         events.push(Event {
             rev: self.rev,
             kind,

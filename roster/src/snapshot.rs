@@ -5,11 +5,28 @@
 //! members:u32 { id:bytes data:bytes }*
 //! connections:u32 { client:bytes id:bytes deadline:u64 }*
 //! ```
-//! Integers are little-endian; `bytes` is a `u32` length and the bytes. The decoder checks every length
-//! and the consistency of the result, so a corrupt snapshot is an error, never a panic or a broken roster.
+//! Integers are little-endian; `bytes` is a `u32` length and the bytes. The decoder checks every count
+//! and length against the bytes left before it allocates, `rev` against [`MAX_REV`], every deadline
+//! against [`MAX_DEADLINE`], and the consistency of the result, so a corrupt or forged snapshot is an
+//! error, never a panic, a huge allocation or a broken roster.
 
 use crate::error::DecodeError;
 use crate::roster::{Bytes, Roster};
+
+/// The highest revision a roster may be loaded with (a snapshot, or `rev-before` of replicated ops): 2^62.
+///
+/// Revisions are replied as signed 64-bit integers and grow by one per event; a roster loaded at this
+/// ceiling still has 2^62 events to go before it could reach `i64::MAX` (146,000 years at a million
+/// events a second), so `rev` can never wrap or stop growing. Rosters start from the clock in
+/// microseconds (about 2^51 today), far below it. Anything above is damage or forgery, and is refused.
+pub const MAX_REV: u64 = 1 << 62;
+
+/// The latest deadline a loaded connection may have: the first microsecond of the year 10000.
+///
+/// Deadlines are now + TTL, and a TTL is at most 30 days, so a real deadline is close to the clock of the
+/// node that set it. The bound is loose on purpose (a node's clock may be far off), and only refuses
+/// values that no clock will reach.
+pub const MAX_DEADLINE: u64 = 253_402_300_800_000_000;
 
 const MAGIC: &[u8; 3] = b"PRS";
 const VERSION: u8 = 1;
@@ -44,15 +61,24 @@ pub fn decode(input: &[u8]) -> Result<Roster, DecodeError> {
         return Err(DecodeError::Malformed("unknown snapshot version"));
     }
     let rev = reader.u64()?;
-    let member_count = reader.len()?;
-    let mut members = Vec::with_capacity(member_count.min(reader.input.len() / 8));
+    if rev > MAX_REV {
+        return Err(DecodeError::Malformed("revision out of range"));
+    }
+    // Every count is checked against the bytes left (a member takes at least two 4-byte lengths, a
+    // connection those and an 8-byte deadline) before anything is allocated for it.
+    let member_count = reader.count(8)?;
+    let mut members = Vec::with_capacity(member_count);
     for _ in 0..member_count {
         members.push((reader.bytes()?, reader.bytes()?));
     }
-    let connection_count = reader.len()?;
-    let mut connections = Vec::with_capacity(connection_count.min(reader.input.len() / 16));
+    let connection_count = reader.count(16)?;
+    let mut connections = Vec::with_capacity(connection_count);
     for _ in 0..connection_count {
-        connections.push((reader.bytes()?, reader.bytes()?, reader.u64()?));
+        let (client, id, deadline) = (reader.bytes()?, reader.bytes()?, reader.u64()?);
+        if deadline > MAX_DEADLINE {
+            return Err(DecodeError::Malformed("deadline out of range"));
+        }
+        connections.push((client, id, deadline));
     }
     if !reader.input.is_empty() {
         return Err(DecodeError::Malformed("trailing bytes after snapshot"));
@@ -84,14 +110,26 @@ impl<'a> Reader<'a> {
         Ok(head)
     }
 
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
+        self.take(N)?.try_into().map_err(|_| DecodeError::Truncated)
+    }
+
     fn u64(&mut self) -> Result<u64, DecodeError> {
-        let bytes = self.take(8)?;
-        Ok(u64::from_le_bytes(bytes.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(self.array()?))
     }
 
     fn len(&mut self) -> Result<usize, DecodeError> {
-        let bytes = self.take(4)?;
-        Ok(u32::from_le_bytes(bytes.try_into().expect("4 bytes")) as usize)
+        Ok(u32::from_le_bytes(self.array()?) as usize)
+    }
+
+    /// A count of items that take at least `min_item_bytes` each; more than the input can hold is an
+    /// error.
+    fn count(&mut self, min_item_bytes: usize) -> Result<usize, DecodeError> {
+        let count = self.len()?;
+        if count > self.input.len() / min_item_bytes {
+            return Err(DecodeError::Truncated);
+        }
+        Ok(count)
     }
 
     fn bytes(&mut self) -> Result<Bytes, DecodeError> {
@@ -167,5 +205,37 @@ mod tests {
         out.extend_from_slice(&1u64.to_le_bytes());
         out.extend_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(decode(&out), Err(DecodeError::Truncated));
+    }
+
+    #[test]
+    fn revisions_and_deadlines_out_of_range_are_refused() {
+        let mut roster = Roster::new(MAX_REV);
+        assert_eq!(decode(&encode(&roster)).unwrap().rev(), MAX_REV);
+        let mut bytes = encode(&roster);
+        bytes[4..12].copy_from_slice(&(MAX_REV + 1).to_le_bytes());
+        assert_eq!(
+            decode(&bytes),
+            Err(DecodeError::Malformed("revision out of range"))
+        );
+        // At the ceiling, rev saturates instead of wrapping, and what it saved still loads.
+        let mut events = Vec::new();
+        roster.apply(
+            &Op::Join {
+                client: Bytes::from(&b"c"[..]),
+                id: Bytes::from(&b"i"[..]),
+                data: Bytes::from(&b""[..]),
+                deadline: MAX_DEADLINE,
+            },
+            &mut events,
+        );
+        assert_eq!(roster.rev(), MAX_REV);
+        assert_eq!(decode(&encode(&roster)).unwrap(), roster);
+        let mut bytes = encode(&roster);
+        let at = bytes.len() - 8;
+        bytes[at..].copy_from_slice(&(MAX_DEADLINE + 1).to_le_bytes());
+        assert_eq!(
+            decode(&bytes),
+            Err(DecodeError::Malformed("deadline out of range"))
+        );
     }
 }

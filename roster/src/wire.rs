@@ -12,7 +12,7 @@
 //! Ids and data are length-prefixed (netstring style), so they may hold any bytes, newlines included,
 //! while a message of ordinary text stays readable in `redis-cli SSUBSCRIBE`.
 
-use crate::codec::{expect, put_field, put_number, take_field, take_number, take_until};
+use crate::codec::{expect, put_field, put_number, shown, take_field, take_number, take_until};
 use crate::error::DecodeError;
 use crate::roster::{Event, EventKind};
 
@@ -49,11 +49,7 @@ pub fn decode(mut input: &[u8]) -> Result<Vec<Event>, DecodeError> {
             b"update" => EventKind::Update,
             b"leave" => EventKind::Leave,
             b"expire" => EventKind::Expire,
-            other => {
-                return Err(DecodeError::UnknownKind(
-                    String::from_utf8_lossy(other).into_owned(),
-                ))
-            }
+            other => return Err(DecodeError::UnknownKind(shown(other))),
         };
         let id = take_field(&mut input)?;
         let data = if kind.is_present() {
