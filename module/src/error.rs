@@ -1,8 +1,12 @@
 //! [`PresenceError`]: every way a presence command can fail, and its Redis error reply.
 
-use presence_roster::DecodeError;
+use std::ffi::CString;
+
+use presence_roster::{shown, DecodeError};
 use redis_module::RedisError;
 use thiserror::Error;
+
+use crate::guard::c_text;
 
 /// A command error. Its message starts with a Redis error code (`ERR`, `SYNTAX`, `LIMIT`, ...), so
 /// clients can tell the kind of failure from the first word.
@@ -14,9 +18,17 @@ pub enum PresenceError {
     /// The key holds something that is not a presence roster.
     #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
     WrongType,
-    /// An option this command does not have.
+    /// An option this command does not have, as [`shown`] (escaped and bounded: it is client input).
     #[error("SYNTAX unknown option '{0}'")]
     UnknownOption(String),
+    /// A client name or member id longer than a snapshot can store.
+    #[error("LIMIT {what} is {len} bytes, over the 4294967295 bytes a roster can store")]
+    FieldTooLarge {
+        /// `client` or `id`.
+        what: &'static str,
+        /// The size sent.
+        len: usize,
+    },
     /// A TTL that is not a whole number of milliseconds in range.
     #[error("ERR TTL must be a whole number of milliseconds from 1 to {max}")]
     BadTtl {
@@ -51,11 +63,39 @@ pub enum PresenceError {
 }
 
 impl PresenceError {
+    /// `UnknownOption` for the option `bytes` a client sent.
+    pub fn unknown_option(bytes: &[u8]) -> Self {
+        PresenceError::UnknownOption(shown(bytes))
+    }
+
     /// The Redis error reply for this error.
     pub fn into_redis(self) -> RedisError {
         match self {
             PresenceError::WrongArity => RedisError::WrongArity,
             other => RedisError::String(other.to_string()),
         }
+    }
+
+    /// The text of this error's reply, ready for `RedisModule_ReplyWithError`: printable ASCII, bounded,
+    /// never failing (see [`c_text`]). Every variant that quotes client bytes already escapes them; this
+    /// is the guarantee for all of them.
+    pub fn reply_text(&self) -> CString {
+        c_text(self.to_string().as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_quote_client_bytes_escaped_and_bounded() {
+        let error = PresenceError::unknown_option(b"N\0X\r\n\xc4\x80");
+        assert_eq!(
+            error.reply_text().to_bytes(),
+            b"SYNTAX unknown option 'N\\x00X\\x0d\\x0a\\xc4\\x80'"
+        );
+        let long = PresenceError::unknown_option(&[b'x'; 100_000]).reply_text();
+        assert!(long.to_bytes().len() < 100, "{long:?}");
     }
 }

@@ -9,6 +9,8 @@
 //! - [`store`]: opens a channel key, runs one change on its roster, then sets the key's expiry,
 //!   replicates the change as `PRESENCE.APPLY`, and publishes its events on the shard channel.
 //! - [`datatype`]: the `presence_` data type and its RDB/AOF/copy/free callbacks.
+//! - [`guard`]: the one panic guard around everything Redis calls, and the text it may hand back
+//!   (error replies, log lines: printable, bounded).
 //! - [`reply`], [`error`], [`config`], [`stats`]: replies, error replies, `CONFIG presence.*`,
 //!   `INFO presence`.
 //!
@@ -19,6 +21,7 @@ pub mod command;
 pub mod config;
 pub mod datatype;
 pub mod error;
+pub mod guard;
 pub mod reply;
 pub mod stats;
 pub mod store;
@@ -53,6 +56,7 @@ mod registration {
 
     entry_points! {
         panic_entry => crate::command::panic_for_tests,
+        fail_entry => crate::command::fail_next_for_tests,
         join_entry => join::run,
         leave_entry => leave::run,
         touch_entry => touch::run,
@@ -81,13 +85,27 @@ mod registration {
             ctx.log_warning("presence: this Redis has no shard pub/sub (RedisModule_PublishMessageShard); Redis 7.0 or newer is required");
             return Status::Err;
         }
-        // Debug builds (the ones the tests load) also have a command that panics, to prove that a panic
-        // is caught before it reaches Redis.
-        let test_hook = [(
-            c"PRESENCE.DEBUG-PANIC",
-            panic_entry as EntryPoint,
-            c"readonly",
-        )];
+        // A damaged RESTORE payload or RDB makes the data type's loads fail, and without this option
+        // Redis panics on the first short read instead of letting `rdb_load` refuse the value.
+        // SAFETY: as above; Redis keeps the option on the module for its lifetime.
+        if let Some(set_options) = unsafe { raw::RedisModule_SetModuleOptions } {
+            unsafe {
+                set_options(
+                    ctx.get_raw(),
+                    raw::REDISMODULE_OPTIONS_HANDLE_IO_ERRORS as c_int,
+                )
+            };
+        }
+        // Debug builds (the ones the tests load) also have commands that panic, in a command or in the
+        // next call of a data-type callback, to prove that a panic is caught before it reaches Redis.
+        let test_hook = [
+            (
+                c"PRESENCE.DEBUG-PANIC",
+                panic_entry as EntryPoint,
+                c"readonly",
+            ),
+            (c"PRESENCE.DEBUG-FAIL", fail_entry, c"readonly"),
+        ];
         let test_hook = if cfg!(debug_assertions) {
             &test_hook[..]
         } else {
@@ -117,7 +135,9 @@ mod registration {
     }
 
     extern "C" fn info(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_report: i32) {
-        let _ = stats::write_info(&InfoContext::new(ctx));
+        crate::guard::guard("INFO", (), || {
+            let _ = stats::write_info(&InfoContext::new(ctx));
+        });
     }
 
     redis_module! {

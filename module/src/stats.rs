@@ -18,6 +18,11 @@ impl Counter {
         self.0.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// The current value.
+    pub fn value(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
     fn get(&self) -> i64 {
         i64::try_from(self.0.load(Ordering::Relaxed)).unwrap_or(i64::MAX)
     }
@@ -35,7 +40,8 @@ pub static EXPIRIES: Counter = Counter::new();
 pub static PUBLISHED: Counter = Counter::new();
 /// Commands that returned an error.
 pub static ERRORS: Counter = Counter::new();
-/// Panics caught before they reached Redis (each one is a bug).
+/// Panics caught before they reached Redis, in commands and in data-type callbacks (each one is a bug;
+/// the log says where).
 pub static PANICS: Counter = Counter::new();
 
 /// Counts the events of one command.

@@ -4,7 +4,8 @@
 //! the clock: the exact ops a command applied (see [`presence_roster::op`]), or a whole roster written by
 //! AOF rewrite. Accepted only from this node's master or while loading, never from ordinary clients.
 
-use presence_roster::{parse_u64, snapshot, Op};
+use presence_roster::snapshot::{self, MAX_REV};
+use presence_roster::{parse_u64, DecodeError, Op};
 use redis_module::{raw, Context};
 
 use super::{is_option, Args};
@@ -30,10 +31,17 @@ pub enum ApplyArgs<'a> {
 pub fn parse<'a>(argv: &[&'a [u8]]) -> Result<ApplyArgs<'a>, PresenceError> {
     match argv {
         [_, _channel, mode, blob] if is_option(mode, "SNAPSHOT") => Ok(ApplyArgs::Snapshot(blob)),
-        [_, _channel, rev, ops] => Ok(ApplyArgs::Ops {
-            rev_before: parse_u64(rev)?,
-            ops: Op::decode_all(ops)?,
-        }),
+        [_, _channel, rev, ops] => {
+            // The same ceiling as a snapshot's: an AOF or a master is outside input too.
+            let rev_before = parse_u64(rev)?;
+            if rev_before > MAX_REV {
+                return Err(DecodeError::Malformed("revision out of range").into());
+            }
+            Ok(ApplyArgs::Ops {
+                rev_before,
+                ops: Op::decode_all(ops)?,
+            })
+        }
         _ => Err(PresenceError::WrongArity),
     }
 }
@@ -108,6 +116,11 @@ mod tests {
         ));
         assert!(matches!(
             parse(&[b"A", b"/c", b"1", b"J 1:c"]),
+            Err(PresenceError::BadApply(_))
+        ));
+        assert!(parse(&[b"A", b"/c", b"4611686018427387904", b""]).is_ok());
+        assert!(matches!(
+            parse(&[b"A", b"/c", b"4611686018427387905", b""]),
             Err(PresenceError::BadApply(_))
         ));
     }

@@ -41,6 +41,16 @@ pub fn parse<'a>(argv: &[&'a [u8]]) -> Result<JoinArgs<'a>, PresenceError> {
         ttl_ms: None,
         with_roster: false,
     };
+    // Snapshots store lengths as u32; refusing longer names here keeps every stored roster saveable.
+    // (Data is bounded far lower by presence.max-data-bytes.)
+    for (what, field) in [("client", client), ("id", id)] {
+        if u32::try_from(field.len()).is_err() {
+            return Err(PresenceError::FieldTooLarge {
+                what,
+                len: field.len(),
+            });
+        }
+    }
     let mut options = options.iter();
     while let Some(option) = options.next() {
         if is_option(option, "TTL") {
@@ -49,9 +59,7 @@ pub fn parse<'a>(argv: &[&'a [u8]]) -> Result<JoinArgs<'a>, PresenceError> {
         } else if is_option(option, "WITHROSTER") {
             args.with_roster = true;
         } else {
-            return Err(PresenceError::UnknownOption(
-                String::from_utf8_lossy(option).into_owned(),
-            ));
+            return Err(PresenceError::unknown_option(option));
         }
     }
     Ok(args)
@@ -150,6 +158,11 @@ mod tests {
         assert!(matches!(
             parse(&[b"J", b"/c", b"cl", b"id", b"d", b"NX"]),
             Err(PresenceError::UnknownOption(o)) if o == "NX"
+        ));
+        // Client bytes in the message are escaped: this one used to abort Redis while building the reply.
+        assert!(matches!(
+            parse(&[b"J", b"/c", b"cl", b"id", b"d", "\u{100}".as_bytes()]),
+            Err(PresenceError::UnknownOption(o)) if o == "\\xc4\\x80"
         ));
     }
 }

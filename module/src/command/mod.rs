@@ -15,8 +15,8 @@ use redis_module::{raw, Context};
 
 use crate::config::MAX_TTL_MS;
 use crate::error::PresenceError;
-use crate::stats;
 use crate::store::KeyName;
+use crate::{guard, reply, stats};
 
 /// A command's arguments, the command name first, as Redis passed them: no copies, no retained strings.
 pub struct Args<'a> {
@@ -60,42 +60,68 @@ pub type Handler = fn(&Context, &Args) -> Result<(), PresenceError>;
 
 /// Runs `handler`, turning errors into Redis error replies and catching panics, so that no panic ever
 /// unwinds into Redis. Handlers write their reply last, after every step that could fail.
+///
+/// Everything from Redis' call to the last byte of the reply is guarded: the handler by one
+/// `catch_unwind`, the error reply by another (its text is built by [`PresenceError::reply_text`], which
+/// cannot fail), with a static error as the last resort.
 pub fn dispatch(
     context: &Context,
     argv: &[*mut raw::RedisModuleString],
     handler: Handler,
 ) -> c_int {
+    reply::begin_command();
     let outcome = catch_unwind(AssertUnwindSafe(|| handler(context, &Args::new(argv))));
     let error = match outcome {
         Ok(Ok(())) => return raw::Status::Ok as c_int,
         Ok(Err(error)) => error,
         Err(panic) => {
-            stats::PANICS.add(1);
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            context.log_warning(&format!(
-                "presence: command panicked (a bug, please report it): {what}"
-            ));
+            guard::report_panic("a command", panic);
+            if reply::started() {
+                // Part of the reply is out; a second, whole reply would answer the client's next command
+                // instead. The connection is beyond repair, Redis is not: the panic is logged and counted.
+                return raw::Status::Ok as c_int;
+            }
             PresenceError::Internal
         }
     };
     stats::ERRORS.add(1);
-    match error {
+    let replied = catch_unwind(AssertUnwindSafe(|| match error {
         // Redis words this one itself, naming the command.
-        PresenceError::WrongArity => unsafe {
-            raw::RedisModule_WrongArity.expect("WrongArity")(context.get_raw())
+        PresenceError::WrongArity => match unsafe { raw::RedisModule_WrongArity } {
+            // SAFETY: the live context of this command.
+            Some(wrong_arity) => unsafe { wrong_arity(context.get_raw()) },
+            None => guard::reply_error(context, "ERR wrong number of arguments"),
         },
-        other => context.reply_error_string(&other.to_string()) as c_int,
-    }
+        other => guard::reply_error_c(context, &other.reply_text()),
+    }));
+    replied.unwrap_or_else(|panic| {
+        guard::report_panic("an error reply", panic);
+        guard::reply_error_c(context, INTERNAL)
+    })
 }
+
+/// The reply of last resort, static so that writing it cannot fail.
+const INTERNAL: &std::ffi::CStr =
+    c"ERR internal error in the presence module (details in the Redis log)";
 
 /// `PRESENCE.DEBUG-PANIC`, registered in debug builds only: panics, so tests can check that
 /// [`dispatch`] turns a panic into an error reply and Redis lives on.
 pub fn panic_for_tests(_ctx: &Context, _args: &Args) -> Result<(), PresenceError> {
     panic!("PRESENCE.DEBUG-PANIC was called");
+}
+
+/// `PRESENCE.DEBUG-FAIL <callback>`, registered in debug builds only: makes the next call of a data-type
+/// callback (`rdb_load`, `rdb_save`, `aof_rewrite`, `mem_usage`, `free`, `copy`) panic, so tests can
+/// check that the callbacks' guard catches it and Redis lives on.
+pub fn fail_next_for_tests(ctx: &Context, args: &Args) -> Result<(), PresenceError> {
+    let [_, name] = args.bytes() else {
+        return Err(PresenceError::WrongArity);
+    };
+    let callback = crate::datatype::Callback::from_name(name)
+        .ok_or_else(|| PresenceError::unknown_option(name))?;
+    crate::datatype::fail_next(callback);
+    crate::reply::Reply::new(ctx).ok();
+    Ok(())
 }
 
 /// Parses a TTL in milliseconds: a whole number from 1 to [`MAX_TTL_MS`].
