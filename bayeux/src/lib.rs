@@ -20,6 +20,8 @@
 //! - `server` and `meta`: the protocol core, [`Server`] (and [`WeakServer`]). Messages in, replies and
 //!   deliveries out; no I/O, so it is unit-tested without sockets (`core_tests`, `ext_tests`,
 //!   `handle_tests`), with paused tokio time for connect holds and inactivity.
+//! - `fence`: [`ReplyFence`], which keeps deliveries addressed to a client behind its subscribe reply.
+//! - `turns`: one client's batches handled one at a time, in arrival order.
 //! - `push`: [`Server::push_deliveries`], deliveries sent the moment they are queued, for transports
 //!   that can write at any time (WebSocket).
 //! - [`engine`]: the [`Engine`] trait (clients, subscriptions, queues, routing), the in-memory
@@ -36,12 +38,14 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod extension;
+mod fence;
 pub mod message;
 mod meta;
 pub mod outbound;
 mod push;
 mod server;
 pub mod transport;
+mod turns;
 
 #[cfg(test)]
 mod core_tests;
@@ -49,13 +53,16 @@ mod core_tests;
 mod ext_tests;
 #[cfg(test)]
 mod handle_tests;
+#[cfg(test)]
+mod order_tests;
 
 pub use config::Config;
 pub use engine::{Engine, MemoryEngine};
 pub use error::Error;
 pub use extension::{Context, Direction, DisconnectReason, Event, Extension, UnsubscribeReason};
+pub use fence::ReplyFence;
 pub use message::Message;
 pub use outbound::Outbound;
 pub use push::PushGuard;
-pub use server::{Server, ServerBuilder, WeakServer};
+pub use server::{Answer, Server, ServerBuilder, WeakServer};
 pub use transport::{router, without_delay};

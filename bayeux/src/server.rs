@@ -5,6 +5,7 @@
 //! with `tokio::time::pause`.
 
 use crate::extension::{Context, Direction, DisconnectReason, Event, Pipeline, UnsubscribeReason};
+use crate::fence::ReplyFence;
 use crate::{channel, Config, Engine, Error, Extension, MemoryEngine, Message, Outbound};
 use futures_util::future::join_all;
 use serde_json::{json, Map, Value};
@@ -29,6 +30,19 @@ pub(crate) struct Inner {
     pub(crate) held: crate::meta::HeldConnects,
     /// Clients whose deliveries a WebSocket in this process pushes.
     pub(crate) pushing: crate::push::Pushing,
+    /// Addressed deliveries waiting for a subscribe reply to be written.
+    pub(crate) fences: crate::fence::Fences,
+    /// Each client's batches, one at a time.
+    turns: crate::turns::Turns,
+}
+
+/// What a request gets back: its replies, and the fence that holds back the deliveries that must
+/// follow them. Drop `fence` once `replies` are written to the client.
+pub struct Answer {
+    /// The replies in request order, with the deliveries for the client after its connect's reply.
+    pub replies: Vec<Outbound>,
+    /// Lowered when dropped.
+    pub fence: ReplyFence,
 }
 
 /// A [`Server`] handle that does not keep it alive; see [`Server::downgrade`].
@@ -82,6 +96,8 @@ impl ServerBuilder {
                 events,
                 held: Default::default(),
                 pushing: Default::default(),
+                fences: Default::default(),
+                turns: Default::default(),
             }),
         })
     }
@@ -111,27 +127,73 @@ impl Server {
 
     /// Handles a batch of messages from one client request and returns what goes back: the replies in
     /// request order, with the deliveries for the client after the reply to its `/meta/connect`.
-    ///
-    /// A `/meta/connect` is handled after every other message of the batch (so a publish sent with it is
-    /// not held up), and is held until something is queued for the client or the timeout passes.
+    /// Transports use [`Server::answer`] instead, which also says when the replies may be followed by
+    /// deliveries addressed to the client.
     pub async fn process(&self, messages: Vec<Message>) -> Vec<Outbound> {
+        self.answer(messages).await.replies
+    }
+
+    /// Like [`Server::process`], with the [`ReplyFence`] of the batch's subscribes: drop it once the
+    /// replies are written to the client. Until then, deliveries addressed (with
+    /// [`Server::deliver_to_many`]) to the client on a channel it is subscribing to wait, so none
+    /// overtakes the subscribe reply (see the `fence` module).
+    ///
+    /// One client's batches are handled one at a time, in the order they reach the server (Faye's
+    /// long-polling transport splits a burst of publishes over several concurrent requests), so its
+    /// messages keep their order. A `/meta/connect` is handled after every other message of the batch
+    /// (so a publish sent with it is not held up), and outside that turn: it is held until something is
+    /// queued for the client or the timeout passes, except in a batch that also subscribes, whose connect
+    /// is answered at once (the deliveries the subscribe's fence holds back can only follow the reply).
+    pub async fn answer(&self, messages: Vec<Message>) -> Answer {
         let (connects, others): (Vec<_>, Vec<_>) = messages
             .into_iter()
             .partition(|m| m.channel == "/meta/connect");
+        let mut fence = ReplyFence::new(self);
         let mut out = Vec::new();
-        for message in others {
-            out.extend(self.handle(message).await);
+        {
+            let sender = others.iter().find_map(|m| m.client_id.clone());
+            let _turn = match &sender {
+                Some(client_id) => Some(self.inner.turns.take(client_id).await),
+                None => None,
+            };
+            for message in others {
+                if message.channel == "/meta/subscribe" {
+                    if let (Some(client_id), Some(channels)) =
+                        (&message.client_id, message.subscriptions())
+                    {
+                        self.inner.fences.raise(client_id, &channels, &mut fence);
+                    }
+                }
+                out.extend(self.handle(message).await);
+            }
         }
-        for batch in join_all(connects.into_iter().map(|m| self.handle(m))).await {
+        let connects = connects.into_iter().map(|mut connect| {
+            if fence.is_up() {
+                connect
+                    .advice
+                    .get_or_insert_with(Map::new)
+                    .insert("timeout".into(), json!(0));
+            }
+            self.handle(connect)
+        });
+        for batch in join_all(connects).await {
             out.extend(batch);
         }
-        out
+        Answer {
+            replies: out,
+            fence,
+        }
     }
 
     /// Like [`Server::process`] for a decoded JSON body: an array of messages or a single message. An
     /// element that is not a well-formed message gets a `400` error reply of its own; a body that is
     /// neither an array nor an object is an [`Error::BadRequest`] (transports answer HTTP 400).
     pub async fn process_json(&self, body: Value) -> Result<Vec<Outbound>, Error> {
+        Ok(self.answer_json(body).await?.replies)
+    }
+
+    /// Like [`Server::answer`] for a decoded JSON body, as [`Server::process_json`] reads it.
+    pub async fn answer_json(&self, body: Value) -> Result<Answer, Error> {
         let items = match body {
             Value::Array(items) => items,
             obj @ Value::Object(_) => vec![obj],
@@ -160,9 +222,9 @@ impl Server {
                 }
             }
         }
-        let mut out = self.process(good).await;
-        out.extend(bad);
-        Ok(out)
+        let mut answer = self.answer(good).await;
+        answer.replies.extend(bad);
+        Ok(answer)
     }
 
     /// Publishes a message from server code to every subscriber of its channel (in every process that
@@ -197,16 +259,21 @@ impl Server {
     /// Delivers a message to each of `client_ids` (through the outgoing hooks like any delivery),
     /// whatever their subscriptions and whichever process they poll; unknown clients are skipped. For
     /// messages meant for a known set of clients, like roster messages to a channel's members.
+    ///
+    /// A client whose subscribe to the message's channel is being answered gets it right after that
+    /// reply has been written (see [`Server::answer`]), never before.
     pub async fn deliver_to_many(
         &self,
         client_ids: &[String],
         message: Message,
     ) -> Result<(), Error> {
         check_publishable(&message)?;
-        self.inner
-            .engine
-            .queue_for_many(client_ids, &strip(message))
-            .await
+        let message = strip(message);
+        let free = self.inner.fences.park(client_ids, &message);
+        if free.is_empty() {
+            return Ok(());
+        }
+        self.inner.engine.queue_for_many(&free, &message).await
     }
 
     /// A handle that does not keep the server alive: for extensions (which the server owns, so a

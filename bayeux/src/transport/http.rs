@@ -1,12 +1,14 @@
 //! Long-polling (JSON or form POST) and callback-polling (JSONP GET), and the WebSocket upgrade switch.
 
-use crate::{Error, Server};
+use crate::{Error, ReplyFence, Server};
 use axum::body::Body;
 use axum::extract::{FromRequestParts, Query, Request, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::convert::Infallible;
 
 /// Every request on the mount path and below.
 pub(super) async fn handle(State(server): State<Server>, request: Request) -> Response {
@@ -66,7 +68,7 @@ async fn post(server: Server, request: Request) -> Response {
         bytes.to_vec()
     };
     match decode_and_process(&server, &json).await {
-        Ok(replies) => json_response(&replies),
+        Ok((replies, fence)) => uncached(replies, "application/json; charset=utf-8", fence),
         Err(e) => bad_request(e),
     }
 }
@@ -108,13 +110,13 @@ async fn get(server: Server, request: Request) -> Response {
         return bad_request("invalid jsonp callback name");
     }
     match decode_and_process(&server, message.as_bytes()).await {
-        Ok(replies) => {
+        Ok((replies, fence)) => {
             // U+2028 and U+2029 are valid in JSON but end a line in older JavaScript.
             let json = replies
                 .replace('\u{2028}', "\\u2028")
                 .replace('\u{2029}', "\\u2029");
             let body = format!("/**/{callback}({json});");
-            uncached(body, "text/javascript; charset=utf-8")
+            uncached(body, "text/javascript; charset=utf-8", fence)
         }
         Err(e) => bad_request(e),
     }
@@ -134,22 +136,38 @@ fn valid_callback(name: &str) -> bool {
         })
 }
 
-/// Parses a JSON body and runs it through the server; the result is the JSON array to send back.
-pub(super) async fn decode_and_process(server: &Server, json: &[u8]) -> Result<String, Error> {
+/// Parses a JSON body and runs it through the server; the result is the JSON array to send back, with
+/// the fence to lower once it is written.
+pub(super) async fn decode_and_process(
+    server: &Server,
+    json: &[u8],
+) -> Result<(String, ReplyFence), Error> {
     let value: Value = serde_json::from_slice(json)
         .map_err(|e| Error::BadRequest(format!("invalid JSON: {e}")))?;
-    let replies = server.process_json(value).await?;
-    Ok(crate::outbound::to_json_array(&replies))
-}
-
-fn json_response(body: &str) -> Response {
-    uncached(body.to_owned(), "application/json; charset=utf-8")
+    let answer = server.answer_json(value).await?;
+    Ok((
+        crate::outbound::to_json_array(&answer.replies),
+        answer.fence,
+    ))
 }
 
 /// A response that no cache may keep: every Bayeux answer is for one request only.
-fn uncached(body: String, content_type: &'static str) -> Response {
-    let mut response = Response::new(Body::from(body));
+fn uncached(body: String, content_type: &'static str, fence: ReplyFence) -> Response {
+    let length = HeaderValue::from(body.len());
+    let body = if fence.is_up() {
+        // The fence goes down when hyper has taken the whole body and drops it, so the deliveries it
+        // holds back (answered on another request, perhaps another connection) leave after this reply.
+        let once = futures_util::stream::once(async move { Ok::<_, Infallible>(body) });
+        Body::from_stream(once.map(move |chunk| {
+            let _lowered_on_drop = &fence;
+            chunk
+        }))
+    } else {
+        Body::from(body)
+    };
+    let mut response = Response::new(body);
     let headers = response.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, length);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(
         header::CACHE_CONTROL,

@@ -1,6 +1,6 @@
 //! The WebSocket transport: each text frame is a message batch, each answer a frame.
 
-use crate::{Error, PushGuard, Server};
+use crate::{Error, PushGuard, ReplyFence, Server};
 use axum::extract::ws::{Message as Frame, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
@@ -26,18 +26,20 @@ pub(super) fn upgrade(upgrade: WebSocketUpgrade, server: Server) -> Response {
 
 async fn run(socket: WebSocket, server: Server) {
     let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<String>(64);
+    let (tx, mut rx) = mpsc::channel::<Answered>(64);
     let (push_tx, mut push_rx) = mpsc::channel::<Vec<crate::Outbound>>(64);
     let writer = tokio::spawn(async move {
         loop {
-            let text = tokio::select! {
-                Some(text) = rx.recv() => text,
-                Some(batch) = push_rx.recv() => crate::outbound::to_json_array(&batch),
+            let (text, fence) = tokio::select! {
+                Some(answered) = rx.recv() => answered,
+                Some(batch) = push_rx.recv() => (crate::outbound::to_json_array(&batch), None),
                 else => break,
             };
             if sink.send(Frame::Text(text.into())).await.is_err() {
                 break;
             }
+            // The replies are on the socket: deliveries that must follow them may go now.
+            drop(fence);
         }
         let _ = sink.close().await;
     });
@@ -68,7 +70,7 @@ async fn run(socket: WebSocket, server: Server) {
             Ok(value) => value,
             Err(e) => {
                 let error = Error::BadRequest(format!("invalid JSON: {e}"));
-                let _ = tx.send(error_frame(&error)).await;
+                let _ = tx.send((error_frame(&error), None)).await;
                 continue;
             }
         };
@@ -105,13 +107,19 @@ fn connecting_client(connects: &Value) -> Option<&str> {
     first.get("clientId")?.as_str()
 }
 
+/// A frame for the writer, with the fence to lower once it is written.
+type Answered = (String, Option<ReplyFence>);
+
 /// Runs one batch and queues its answer (`[]` for an empty batch: Faye pings with `[]`).
-async fn answer(server: Server, batch: Value, tx: mpsc::Sender<String>) {
-    let text = match server.process_json(batch).await {
-        Ok(replies) => crate::outbound::to_json_array(&replies),
-        Err(e) => error_frame(&e),
+async fn answer(server: Server, batch: Value, tx: mpsc::Sender<Answered>) {
+    let answered = match server.answer_json(batch).await {
+        Ok(answer) => (
+            crate::outbound::to_json_array(&answer.replies),
+            Some(answer.fence),
+        ),
+        Err(e) => (error_frame(&e), None),
     };
-    let _ = tx.send(text).await;
+    let _ = tx.send(answered).await;
 }
 
 fn error_frame(error: &Error) -> String {
