@@ -28,6 +28,12 @@ pub struct Config {
     pub cluster: Vec<String>,
     /// Channels whose names start with this are presence channels. Default `/presence/`.
     pub prefix: String,
+    /// Prefix of every Redis key (and shard channel) the shim uses: a channel's roster is the key
+    /// `<key_prefix><channel>`, so presence shares a Redis or cluster with the application and with
+    /// other services (each with its own prefix) and never reads or writes a key outside it. It must
+    /// not contain `{` or `}`: a hash tag in it would put every channel in one cluster slot. Empty is
+    /// the bare-channel layout of versions before prefixes. Default `presence:`.
+    pub key_prefix: String,
     /// How long a connection stays present without a touch; the shim touches every `ttl / 3`, so a
     /// crashed server's members are gone within `ttl`. Default 30 s.
     pub ttl: Duration,
@@ -47,6 +53,7 @@ impl Default for Config {
             servers: Vec::new(),
             cluster: Vec::new(),
             prefix: "/presence/".into(),
+            key_prefix: "presence:".into(),
             ttl: Duration::from_secs(30),
             value: ValueMode::Data,
             secret: None,
@@ -78,6 +85,12 @@ impl Config {
         {
             return bad("the prefix must start and end with '/' and not be under /meta/");
         }
+        if self.key_prefix.contains(['{', '}']) {
+            return bad("the key prefix must not contain '{' or '}': a hash tag in it would put every channel in one cluster slot");
+        }
+        if self.key_prefix.len() > 256 {
+            return bad("the key prefix must be at most 256 bytes");
+        }
         if self.ttl < Duration::from_millis(300) || self.ttl > Duration::from_secs(24 * 3600) {
             return bad("the TTL must be from 300 ms to 24 h");
         }
@@ -93,6 +106,17 @@ impl Config {
     /// Whether `channel` is a presence channel.
     pub fn is_presence_channel(&self, channel: &str) -> bool {
         channel.starts_with(&self.prefix)
+    }
+
+    /// The Redis key of `channel`'s roster, which is also the name of the shard channel the module
+    /// publishes its changes on.
+    pub fn key_of(&self, channel: &str) -> String {
+        format!("{}{channel}", self.key_prefix)
+    }
+
+    /// The channel whose key (or shard channel) is `key`; `None` if `key` is not under the prefix.
+    pub fn channel_of<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(self.key_prefix.as_str())
     }
 
     /// How often the shim touches its connections.
@@ -127,5 +151,24 @@ mod tests {
             ..Config::with_servers(["redis://127.0.0.1"])
         };
         assert!(err(ttl).contains("TTL"));
+        for tagged in ["{app}:", "app{", "}"] {
+            let key_prefix = Config {
+                key_prefix: tagged.into(),
+                ..Config::with_servers(["redis://127.0.0.1"])
+            };
+            assert!(err(key_prefix).contains("hash tag"), "{tagged}");
+        }
+    }
+
+    #[test]
+    fn keys_are_the_channel_under_the_key_prefix() {
+        let config = Config::with_servers(["redis://127.0.0.1"]);
+        assert_eq!(config.key_of("/presence/room"), "presence:/presence/room");
+        assert_eq!(
+            config.channel_of("presence:/presence/room"),
+            Some("/presence/room")
+        );
+        assert_eq!(config.channel_of("/presence/room"), None);
+        assert_eq!(config.channel_of("chat:/presence/room"), None);
     }
 }

@@ -42,6 +42,11 @@ struct Args {
     /// Channels under this prefix are presence channels.
     #[arg(long, env = "FAYE_PRESENCE_PREFIX", default_value = "/presence/")]
     prefix: String,
+    /// Prefix of every presence key and shard channel in Redis (a channel's roster is the key
+    /// `<key-prefix><channel>`): services sharing a Redis or cluster each use their own, and nothing
+    /// outside it is read or written. No `{` or `}` (a hash tag would put every channel in one slot).
+    #[arg(long, env = "FAYE_PRESENCE_KEY_PREFIX", default_value = "presence:")]
+    key_prefix: String,
     /// Seconds a long-poll is held (Faye's `timeout`); a silent client is removed after 1.6 times this.
     #[arg(long, env = "FAYE_PRESENCE_TIMEOUT", default_value_t = 30.0)]
     timeout: f64,
@@ -98,6 +103,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
     let mut config = Config::with_servers(servers);
     config.cluster = args.cluster;
     config.prefix = args.prefix;
+    config.key_prefix = args.key_prefix;
     config.ttl = seconds(args.ttl)?;
     config.value = match args.value {
         Value::Data => ValueMode::Data,

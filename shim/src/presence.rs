@@ -116,12 +116,22 @@ impl Presence {
         let mut streams = HashMap::new();
         if inner.config.cluster.is_empty() {
             for (i, url) in inner.config.servers.iter().enumerate() {
-                let stream = ServerStream::spawn(url, sink.clone(), inner.config.timeout)?;
+                let stream = ServerStream::spawn(
+                    url,
+                    &inner.config.key_prefix,
+                    sink.clone(),
+                    inner.config.timeout,
+                )?;
                 streams.insert(Shard::Server(i), Stream::Server(stream));
             }
         } else {
-            let stream =
-                ClusterStream::connect(&inner.config.cluster, sink, inner.config.timeout).await?;
+            let stream = ClusterStream::connect(
+                &inner.config.cluster,
+                &inner.config.key_prefix,
+                sink,
+                inner.config.timeout,
+            )
+            .await?;
             streams.insert(Shard::Cluster, Stream::Cluster(stream));
         }
         let _ = inner.streams.set(streams);

@@ -1,15 +1,18 @@
 //! [`Store`]: the presence commands on the Redis server that owns each channel.
 //!
 //! Every roster change is one module command on the channel's own server, so sharding never splits a
-//! change; this file only routes and decodes. Connections are redis-rs `ConnectionManager`s (one
+//! change; this file only routes and decodes. A channel's roster is the key `<key prefix><channel>`
+//! ([`Config::key_of`]): callers name channels, and nothing outside the prefix is ever read or written. Connections are redis-rs `ConnectionManager`s (one
 //! multiplexed, self-reconnecting connection per server) or one cluster connection, never blocking a task.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
 use presence_roster::roster::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::Slot;
 use redis::io::tcp::TcpSettings;
 use redis::{Cmd, IntoConnectionInfo, Value};
 
@@ -49,6 +52,7 @@ pub struct Joined {
 pub struct Store {
     backend: Backend,
     timeout: Duration,
+    key_prefix: String,
 }
 
 #[derive(Clone)]
@@ -93,6 +97,7 @@ impl Store {
         let store = Store {
             backend,
             timeout: config.timeout,
+            key_prefix: config.key_prefix.clone(),
         };
         store.check_module().await?;
         Ok(store)
@@ -104,8 +109,9 @@ impl Store {
         if let Backend::Cluster(cluster) = &self.backend {
             return self.check_module_on_every_master(cluster.clone()).await;
         }
+        // Under the prefix like every key we touch; no channel's key, since channel names start with '/'.
         let probe = redis::cmd("PRESENCE.COUNT")
-            .arg("/presence/-startup-check")
+            .arg(self.key("-startup-check"))
             .clone();
         for shard in self.shards() {
             match self.query::<Value>(shard, &probe).await {
@@ -159,6 +165,11 @@ impl Store {
         }
     }
 
+    /// The Redis key of `channel`'s roster.
+    fn key(&self, channel: &str) -> String {
+        format!("{}{channel}", self.key_prefix)
+    }
+
     /// The shard that holds `channel`.
     pub fn shard_of(&self, channel: &str) -> Shard {
         match &self.backend {
@@ -207,7 +218,7 @@ impl Store {
         ttl: Duration,
         with_roster: bool,
     ) -> Result<Joined, ShimError> {
-        let mut cmd = join_command(channel, client, id, value, ttl);
+        let mut cmd = join_command(&self.key(channel), client, id, value, ttl);
         if with_roster {
             cmd.arg("WITHROSTER");
         }
@@ -230,7 +241,7 @@ impl Store {
         value: &[u8],
         ttl: Duration,
     ) -> Result<(), ShimError> {
-        let cmd = join_command(channel, client, id, value, ttl);
+        let cmd = join_command(&self.key(channel), client, id, value, ttl);
         self.query::<Value>(self.shard_of(channel), &cmd)
             .await
             .map(drop)
@@ -239,7 +250,7 @@ impl Store {
     /// `PRESENCE.LEAVE channel client`.
     pub async fn leave(&self, channel: &str, client: &str) -> Result<(), ShimError> {
         let mut cmd = redis::cmd("PRESENCE.LEAVE");
-        cmd.arg(channel).arg(client);
+        cmd.arg(self.key(channel)).arg(client);
         self.query::<Value>(self.shard_of(channel), &cmd)
             .await
             .map(drop)
@@ -248,66 +259,107 @@ impl Store {
     /// `PRESENCE.ROSTER channel`.
     pub async fn roster(&self, channel: &str) -> Result<Roster, ShimError> {
         let mut cmd = redis::cmd("PRESENCE.ROSTER");
-        cmd.arg(channel);
+        cmd.arg(self.key(channel));
         roster_from(self.query(self.shard_of(channel), &cmd).await?, "members")
     }
 
-    /// One `PRESENCE.TOUCH` per channel, pipelined per server; returns, per channel, the clients Redis
-    /// did not know.
+    /// One `PRESENCE.TOUCH` per channel, pipelined per server, or on a cluster per slot (a cluster
+    /// pipeline must not cross slots); every pipeline runs at once, each within the timeout. Returns,
+    /// per channel, the clients Redis did not know.
+    ///
+    /// A shard that fails (down, failing over) does not hold back the others: its failure is logged
+    /// and its channels wait for the next touch. Only when every shard failed is it an error.
     pub async fn touch(
         &self,
         batch: &[(String, Vec<String>)],
         ttl: Duration,
     ) -> Result<Vec<(String, Vec<String>)>, ShimError> {
-        let mut by_shard: std::collections::HashMap<Shard, Vec<&(String, Vec<String>)>> =
-            Default::default();
+        let mut groups: HashMap<TouchGroup, Vec<&(String, Vec<String>)>> = HashMap::new();
         for entry in batch {
-            by_shard
-                .entry(self.shard_of(&entry.0))
-                .or_default()
-                .push(entry);
-        }
-        let mut unknown = Vec::new();
-        for (shard, entries) in by_shard {
-            let mut pipe = redis::pipe();
-            for (channel, clients) in &entries {
-                pipe.cmd("PRESENCE.TOUCH")
-                    .arg(channel)
-                    .arg(clients)
-                    .arg("TTL")
-                    .arg(ttl.as_millis() as u64);
-            }
-            let replies: Vec<Value> = match (&self.backend, shard) {
-                (Backend::Servers(servers), Shard::Server(i)) => {
-                    self.bounded(pipe.query_async(&mut servers[i].clone()))
-                        .await?
-                }
-                // A cluster pipeline may span slots; redis-rs splits it by node.
-                (Backend::Cluster(cluster), _) => {
-                    self.bounded(pipe.query_async(&mut cluster.clone())).await?
-                }
-                (Backend::Servers(_), Shard::Cluster) => {
-                    unreachable!("a server list has no cluster shard")
-                }
+            let group = match self.shard_of(&entry.0) {
+                Shard::Server(i) => TouchGroup::Server(i),
+                Shard::Cluster => TouchGroup::Slot(Slot::for_key(self.key(&entry.0))),
             };
-            for ((channel, _), reply) in entries.iter().zip(replies) {
-                let reply = fields(reply)?;
-                let lost: Vec<String> = list(field(&reply, "unknown")?)?
-                    .into_iter()
-                    .map(|c| String::from_utf8_lossy(&c).into_owned())
-                    .collect();
-                if !lost.is_empty() {
-                    unknown.push((channel.clone(), lost));
+            groups.entry(group).or_default().push(entry);
+        }
+        let runs = groups
+            .into_values()
+            .map(|entries| self.touch_group(entries, ttl));
+        let results = futures_util::future::join_all(runs).await;
+        let (mut unknown, mut first_error, mut failed) = (Vec::new(), None, 0);
+        let groups = results.len();
+        for result in results {
+            match result {
+                Ok(lost) => unknown.extend(lost),
+                Err((channels, error)) => {
+                    tracing::warn!(%error, channels, "presence touch failed on one shard; will retry");
+                    failed += 1;
+                    first_error.get_or_insert(error);
                 }
+            }
+        }
+        match first_error {
+            Some(error) if failed == groups => Err(error),
+            _ => Ok(unknown),
+        }
+    }
+
+    /// One pipeline of `PRESENCE.TOUCH`es, all on one server or one cluster slot. On an error, how
+    /// many channels it held.
+    async fn touch_group(
+        &self,
+        entries: Vec<&(String, Vec<String>)>,
+        ttl: Duration,
+    ) -> Result<Vec<(String, Vec<String>)>, (usize, ShimError)> {
+        let failed = |error| (entries.len(), error);
+        let mut pipe = redis::pipe();
+        for (channel, clients) in &entries {
+            pipe.cmd("PRESENCE.TOUCH")
+                .arg(self.key(channel))
+                .arg(clients)
+                .arg("TTL")
+                .arg(ttl.as_millis() as u64);
+        }
+        let replies: Vec<Value> = match (&self.backend, self.shard_of(&entries[0].0)) {
+            (Backend::Servers(servers), Shard::Server(i)) => {
+                self.bounded(pipe.query_async(&mut servers[i].clone()))
+                    .await
+            }
+            // One slot: redis-rs sends it to the slot's master and follows MOVED / failovers.
+            (Backend::Cluster(cluster), _) => {
+                self.bounded(pipe.query_async(&mut cluster.clone())).await
+            }
+            (Backend::Servers(_), Shard::Cluster) => {
+                unreachable!("a server list has no cluster shard")
+            }
+        }
+        .map_err(failed)?;
+        let mut unknown = Vec::new();
+        for ((channel, _), reply) in entries.iter().zip(replies) {
+            let reply = fields(reply).map_err(failed)?;
+            let lost: Vec<String> = list(field(&reply, "unknown").map_err(failed)?)
+                .map_err(failed)?
+                .into_iter()
+                .map(|c| String::from_utf8_lossy(&c).into_owned())
+                .collect();
+            if !lost.is_empty() {
+                unknown.push((channel.clone(), lost));
             }
         }
         Ok(unknown)
     }
 }
 
-fn join_command(channel: &str, client: &str, id: &str, value: &[u8], ttl: Duration) -> Cmd {
+/// What one touch pipeline covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum TouchGroup {
+    Server(usize),
+    Slot(Slot),
+}
+
+fn join_command(key: &str, client: &str, id: &str, value: &[u8], ttl: Duration) -> Cmd {
     let mut cmd = redis::cmd("PRESENCE.JOIN");
-    cmd.arg(channel)
+    cmd.arg(key)
         .arg(client)
         .arg(id)
         .arg(value)

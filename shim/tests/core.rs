@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use bayeux::Message;
 use presence_shim::message::rev_of;
 use presence_shim::{Config, Deliver, Presence};
+use presence_tests::presence_server::key;
 use presence_tests::{unique_channel, Cluster, RedisServer};
 use serde_json::{json, Value};
 
@@ -133,7 +134,7 @@ async fn a_failed_subscribe_leaves_nothing_behind() {
     );
     let mut con = redis.connect();
     assert_eq!(
-        presence_tests::commands::count(&mut con, &ch).unwrap(),
+        presence_tests::commands::count(&mut con, &key(&ch)).unwrap(),
         (0, 0, 0)
     );
 }
@@ -153,7 +154,7 @@ async fn a_lost_stream_is_resynced() {
     let mut con = redis.connect();
     let killed = redis.kill_pubsub_connections();
     assert_eq!(killed, 1);
-    presence_tests::commands::join(&mut con, &ch, "elsewhere", "zed", "\"z\"", &[]).unwrap();
+    presence_tests::commands::join(&mut con, &key(&ch), "elsewhere", "zed", "\"z\"", &[]).unwrap();
 
     let messages = collected.wait_for(&ch, 1).await;
     assert_eq!(messages[0].data, Some(json!({"subscribe": {"zed": "z"}})));
@@ -174,14 +175,14 @@ async fn connections_redis_lost_are_joined_again() {
         .await
         .unwrap();
     let mut con = redis.connect();
-    presence_tests::commands::leave(&mut con, &ch, "c1").unwrap();
+    presence_tests::commands::leave(&mut con, &key(&ch), "c1").unwrap();
     let messages = collected.wait_for(&ch, 2).await;
     assert_eq!(
         messages[0].data,
         Some(json!({"unsubscribe": {"ann": null}}))
     );
     assert_eq!(messages[1].data, Some(json!({"subscribe": {"ann": 1}})));
-    let (_, members) = presence_tests::commands::roster(&mut con, &ch).unwrap();
+    let (_, members) = presence_tests::commands::roster(&mut con, &key(&ch)).unwrap();
     assert_eq!(members.len(), 1);
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use presence_tests::commands::roster;
 use presence_tests::presence_server::{
-    messages_in, Driver, Json, Observed, PresenceServer, Transport,
+    key, messages_in, Driver, Json, Observed, PresenceServer, Transport,
 };
 use presence_tests::{unique_channel, RedisServer};
 
@@ -243,7 +243,7 @@ fn churn(setup: Setup) {
         "PRESENCE.ROSTER to equal the truth",
         Duration::from_secs(15),
         || {
-            let (_, members) = roster(&mut con, &channel).unwrap();
+            let (_, members) = roster(&mut con, &key(&channel)).unwrap();
             members
                 .keys()
                 .map(|k| String::from_utf8_lossy(k).into_owned())
@@ -251,7 +251,7 @@ fn churn(setup: Setup) {
                 == truth
         },
     );
-    let (rev, members) = roster(&mut con, &channel).unwrap();
+    let (rev, members) = roster(&mut con, &key(&channel)).unwrap();
     for (id, value) in &members {
         let id = String::from_utf8_lossy(id);
         let want = if id.starts_with("obs-") {

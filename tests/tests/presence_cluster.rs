@@ -3,7 +3,7 @@
 //! `--engine redis`, two processes share clients and messages through the cluster.
 
 use presence_tests::commands::roster;
-use presence_tests::presence_server::{json, Driver, Json, PresenceServer, Transport};
+use presence_tests::presence_server::{json, key, Driver, Json, PresenceServer, Transport};
 use presence_tests::Cluster;
 
 #[test]
@@ -33,7 +33,7 @@ fn presence_works_through_a_redis_cluster() {
             .filter(|(_, node)| {
                 let mut con = node.connect();
                 redis::cmd("EXISTS")
-                    .arg(channel)
+                    .arg(key(channel))
                     .query::<bool>(&mut con)
                     .unwrap_or(false)
             })
@@ -41,7 +41,7 @@ fn presence_works_through_a_redis_cluster() {
             .collect();
         assert_eq!(holders.len(), 1, "{channel} on nodes {holders:?}");
         let mut owner = cluster.nodes[holders[0]].connect();
-        assert_eq!(roster(&mut owner, channel).unwrap().1.len(), 2);
+        assert_eq!(roster(&mut owner, &key(channel)).unwrap().1.len(), 2);
         nodes_used.insert(holders[0]);
     }
     assert_eq!(nodes_used.len(), 3, "12 channels over all three masters");

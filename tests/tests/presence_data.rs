@@ -2,7 +2,9 @@
 //! look like separators), the `--value object` switch, and signed identities with `--secret`.
 
 use presence_tests::commands::{count, roster};
-use presence_tests::presence_server::{json, Driver, Json, Observed, PresenceServer, Transport};
+use presence_tests::presence_server::{
+    json, key, Driver, Json, Observed, PresenceServer, Transport,
+};
 use presence_tests::{unique_channel, RedisServer};
 
 #[test]
@@ -107,7 +109,7 @@ fn ids_with_separators_and_emoji_do_not_collide() {
                 "{transport:?} {id:?}"
             );
         }
-        let (_, members) = roster(&mut con, &channel).unwrap();
+        let (_, members) = roster(&mut con, &key(&channel)).unwrap();
         assert_eq!(members.len(), ids.len() + 1, "{transport:?}: {members:?}");
 
         // Leaving one of the look-alikes removes exactly that one.
@@ -119,7 +121,10 @@ fn ids_with_separators_and_emoji_do_not_collide() {
             &json(r#"{"unsubscribe":{"a:b":null}}"#)
         );
         assert!(seen.violations.is_empty(), "{:?}", seen.violations);
-        assert_eq!(count(&mut con, &channel).unwrap().1 as usize, ids.len());
+        assert_eq!(
+            count(&mut con, &key(&channel)).unwrap().1 as usize,
+            ids.len()
+        );
     }
 }
 
@@ -235,7 +240,10 @@ fn signed_identity_accepted_and_forged_rejected() {
                 .is_err(),
             "{transport:?}: unsigned id accepted"
         );
-        let exists: bool = redis::cmd("EXISTS").arg(&channel).query(&mut con).unwrap();
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(key(&channel))
+            .query(&mut con)
+            .unwrap();
         assert!(
             !exists,
             "{transport:?}: a rejected subscribe stored something"
@@ -248,6 +256,6 @@ fn signed_identity_accepted_and_forged_rejected() {
             &json(r#"{"alice":{"role":"admin","name":"Alïce"}}"#),
             "{transport:?}: {ext}"
         );
-        assert_eq!(count(&mut con, &channel).unwrap().1, 1);
+        assert_eq!(count(&mut con, &key(&channel)).unwrap().1, 1);
     }
 }

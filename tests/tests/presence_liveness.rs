@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use presence_tests::commands::count;
-use presence_tests::presence_server::{json, Driver, Json, Observed, PresenceServer, Transport};
+use presence_tests::presence_server::{
+    json, key, Driver, Json, Observed, PresenceServer, Transport,
+};
 use presence_tests::{unique_channel, wait_until, RedisServer};
 
 #[test]
@@ -44,10 +46,13 @@ fn a_client_that_stops_polling_leaves_after_the_inactivity_timeout() {
         wait_until(
             "Redis to hold only the observer",
             Duration::from_secs(5),
-            || count(&mut con, &channel).unwrap().1 == 1,
+            || count(&mut con, &key(&channel)).unwrap().1 == 1,
         );
         // The observer, polling all along, is still there and hears no more.
-        assert_eq!(count(&mut con, &channel).unwrap(), (seen.rev as u64, 1, 1));
+        assert_eq!(
+            count(&mut con, &key(&channel)).unwrap(),
+            (seen.rev as u64, 1, 1)
+        );
         assert_eq!(d.messages("obs", &channel).len(), 2);
     }
 }

@@ -5,7 +5,9 @@
 use std::time::{Duration, Instant};
 
 use presence_tests::commands::roster;
-use presence_tests::presence_server::{json, Driver, Json, Observed, PresenceServer, Transport};
+use presence_tests::presence_server::{
+    json, key, Driver, Json, Observed, PresenceServer, Transport,
+};
 use presence_tests::{unique_channel, wait_until, RedisServer};
 
 #[test]
@@ -64,7 +66,7 @@ fn an_observer_on_one_process_sees_changes_made_on_the_other() {
             ["+x", "+y", "~x", "+z", "-y", "-z", "-x"],
             "{transport:?}"
         );
-        let (rev, members) = roster(&mut con, &channel).unwrap();
+        let (rev, members) = roster(&mut con, &key(&channel)).unwrap();
         assert_eq!(
             rev as f64, seen.rev,
             "{transport:?}: the last rev told is Redis's"
@@ -135,7 +137,7 @@ fn a_killed_process_members_leave_within_the_ttl() {
             "the roster in Redis to be clean",
             Duration::from_secs(5),
             || {
-                let (_, members) = roster(&mut con, channel).unwrap();
+                let (_, members) = roster(&mut con, &key(channel)).unwrap();
                 members.keys().cloned().collect::<Vec<_>>()
                     == [b"member0".to_vec(), b"observer".to_vec()]
             },
@@ -149,7 +151,7 @@ fn a_killed_process_members_leave_within_the_ttl() {
     for (i, channel) in channels.iter().enumerate() {
         let got = d.messages(&format!("obs{i}"), channel);
         assert_eq!(got.len(), 5, "{channel}: {got:?}");
-        let (_, members) = roster(&mut con, channel).unwrap();
+        let (_, members) = roster(&mut con, &key(channel)).unwrap();
         assert_eq!(
             members.len(),
             2,

@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use presence_tests::commands::roster;
-use presence_tests::presence_server::{json, Driver, Json, Observed, PresenceServer, Transport};
+use presence_tests::presence_server::{
+    json, key, Driver, Json, Observed, PresenceServer, Transport,
+};
 use presence_tests::{unique_channel, wait_until, RedisServer, ServerOptions};
 
 fn exists(con: &mut redis::Connection, key: &str) -> bool {
@@ -25,7 +27,7 @@ fn channels_spread_over_two_shards_each_on_exactly_one() {
         d.join("a", channel, "alice", json(r#"{"k":1}"#));
         let b = d.join("b", channel, "bob", Json::Null);
         assert_eq!(b.get("subscribe").keys(), ["alice", "bob"], "{channel}");
-        let held: Vec<bool> = cons.iter_mut().map(|c| exists(c, channel)).collect();
+        let held: Vec<bool> = cons.iter_mut().map(|c| exists(c, &key(channel))).collect();
         assert_eq!(
             held.iter().filter(|h| **h).count(),
             1,
@@ -33,7 +35,7 @@ fn channels_spread_over_two_shards_each_on_exactly_one() {
         );
         let shard = held.iter().position(|h| *h).unwrap();
         on[shard] += 1;
-        let (_, members) = roster(&mut cons[shard], channel).unwrap();
+        let (_, members) = roster(&mut cons[shard], &key(channel)).unwrap();
         assert_eq!(members.len(), 2, "{channel}: {members:?}");
         // The diff is relayed from whichever shard holds the channel.
         let got = d.wait_messages("a", channel, 1);
@@ -50,8 +52,11 @@ fn channels_spread_over_two_shards_each_on_exactly_one() {
     for channel in &channels {
         let got = d.wait_messages("a", channel, 2);
         assert_eq!(got[1].get("data"), &json(r#"{"unsubscribe":{"bob":null}}"#));
-        let shard = cons.iter_mut().position(|c| exists(c, channel)).unwrap();
-        let (_, members) = roster(&mut cons[shard], channel).unwrap();
+        let shard = cons
+            .iter_mut()
+            .position(|c| exists(c, &key(channel)))
+            .unwrap();
+        let (_, members) = roster(&mut cons[shard], &key(channel)).unwrap();
         assert_eq!(members.len(), 1, "{channel}: {members:?}");
     }
     assert!(d.faults().is_empty(), "{:?}", d.faults());
@@ -155,7 +160,7 @@ fn redis_down_fails_presence_clearly_and_plain_channels_keep_working() {
     seen.apply_all(&got);
     assert!(seen.violations.is_empty(), "{:?}", seen.violations);
     assert_eq!(seen.ids(), ["alice", "bob"]);
-    let (_, members) = roster(&mut redis.connect(), &channel).unwrap();
+    let (_, members) = roster(&mut redis.connect(), &key(&channel)).unwrap();
     assert_eq!(members.len(), 2, "{members:?}");
     assert!(d.faults().is_empty(), "{:?}", d.faults());
 }
@@ -183,7 +188,7 @@ fn subscribers_from_before_an_outage_keep_a_true_roster_after_it() {
         "the server to re-join its connections",
         Duration::from_secs(10),
         || {
-            roster(&mut con, &channel)
+            roster(&mut con, &key(&channel))
                 .map(|(_, m)| m.len() == 2)
                 .unwrap_or(false)
         },
@@ -212,7 +217,7 @@ fn subscribers_from_before_an_outage_keep_a_true_roster_after_it() {
         Duration::from_secs(10),
     );
     assert!(seen.violations.is_empty(), "{:?}", seen.violations);
-    let (rev, members) = roster(&mut con, &channel).unwrap();
+    let (rev, members) = roster(&mut con, &key(&channel)).unwrap();
     assert_eq!(members.len(), 3, "{members:?}");
     assert_eq!(seen.rev, rev as f64, "history {:?}", seen.history);
 }
@@ -243,7 +248,7 @@ fn a_cut_pubsub_connection_is_repaired() {
     // repair (read the roster, tell the difference) must bring it to the observer anyway.
     presence_tests::commands::join(
         &mut con,
-        &channel,
+        &key(&channel),
         "elsewhere",
         "carol",
         r#"{"c":1}"#,
@@ -271,7 +276,7 @@ fn a_cut_pubsub_connection_is_repaired() {
         Duration::from_secs(15),
     );
     assert!(seen.violations.is_empty(), "{:?}", seen.violations);
-    let (rev, _) = roster(&mut con, &channel).unwrap();
+    let (rev, _) = roster(&mut con, &key(&channel)).unwrap();
     assert_eq!(seen.rev, rev as f64, "history {:?}", seen.history);
     assert_eq!(seen.members["carol"], json(r#"{"c":1}"#));
 }
@@ -297,7 +302,7 @@ fn a_redis_restart_with_aof_keeps_rosters() {
 
     redis.restart(None);
     let mut con = redis.connect();
-    let (_, members) = roster(&mut con, &channel).unwrap();
+    let (_, members) = roster(&mut con, &key(&channel)).unwrap();
     assert_eq!(members.len(), 2, "roster after restart: {members:?}");
     let back = Instant::now();
     loop {
@@ -323,7 +328,7 @@ fn a_redis_restart_with_aof_keeps_rosters() {
         "{:?}",
         seen.history
     );
-    let (rev, members) = roster(&mut con, &channel).unwrap();
+    let (rev, members) = roster(&mut con, &key(&channel)).unwrap();
     assert_eq!(members.len(), 3, "{members:?}");
     assert_eq!(seen.rev, rev as f64, "history {:?}", seen.history);
 }

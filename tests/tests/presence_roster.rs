@@ -3,7 +3,9 @@
 //! unsubscribe and `disconnect()`, a missing id rejected, and plain channels left alone.
 
 use presence_tests::commands::{count, roster};
-use presence_tests::presence_server::{json, Driver, Json, Observed, PresenceServer, Transport};
+use presence_tests::presence_server::{
+    json, key, Driver, Json, Observed, PresenceServer, Transport,
+};
 use presence_tests::{unique_channel, RedisServer};
 
 fn setup() -> (RedisServer, PresenceServer) {
@@ -54,7 +56,7 @@ fn reply_roster_and_join_leave_diffs() {
         assert_eq!(c.get("subscribe").keys(), ["alice", "bob", "carol"]);
 
         // Redis holds the same.
-        let (_, members) = roster(&mut con, &channel).unwrap();
+        let (_, members) = roster(&mut con, &key(&channel)).unwrap();
         assert_eq!(members.len(), 3, "{transport:?}: {members:?}");
 
         // Leave on unsubscribe, then on disconnect(): the others get one leave each.
@@ -81,7 +83,7 @@ fn reply_roster_and_join_leave_diffs() {
         seen_b.apply_all(&to_b[..2]);
         assert!(seen_b.violations.is_empty(), "{:?}", seen_b.violations);
 
-        let (rev, members) = roster(&mut con, &channel).unwrap();
+        let (rev, members) = roster(&mut con, &key(&channel)).unwrap();
         assert_eq!(
             members.keys().cloned().collect::<Vec<_>>(),
             [b"alice".to_vec()],
@@ -95,7 +97,7 @@ fn reply_roster_and_join_leave_diffs() {
         presence_tests::wait_until(
             "the channel to empty",
             presence_tests::presence_server::LIMIT,
-            || count(&mut con, &channel).unwrap().1 == 0,
+            || count(&mut con, &key(&channel)).unwrap().1 == 0,
         );
         assert!(d.faults().is_empty(), "{:?}", d.faults());
     }
@@ -119,15 +121,15 @@ fn one_id_on_two_connections_is_one_member() {
         let two = d.join("tab2", &channel, "dana", json(r#"{"tab":1}"#));
         assert_eq!(one.get("subscribe").keys(), ["dana", "observer"]);
         assert_eq!(two.get("subscribe").keys(), ["dana", "observer"]);
-        assert_eq!(count(&mut con, &channel).unwrap().1, 2, "members");
-        assert_eq!(count(&mut con, &channel).unwrap().2, 3, "connections");
+        assert_eq!(count(&mut con, &key(&channel)).unwrap().1, 2, "members");
+        assert_eq!(count(&mut con, &key(&channel)).unwrap().2, 3, "connections");
 
         // The first tab leaving changes nothing for others; the member stays.
         d.unsubscribe("tab1", &channel);
         presence_tests::wait_until(
             "the first tab's connection to go",
             presence_tests::presence_server::LIMIT,
-            || count(&mut con, &channel).unwrap().2 == 2,
+            || count(&mut con, &key(&channel)).unwrap().2 == 2,
         );
         // The second leaving (disconnect) is the member's leave. Nothing came in between.
         d.disconnect("tab2");
@@ -145,7 +147,7 @@ fn one_id_on_two_connections_is_one_member() {
         seen.apply_all(&got);
         assert!(seen.violations.is_empty(), "{:?}", seen.violations);
         assert_eq!(seen.ids(), ["observer"]);
-        assert_eq!(count(&mut con, &channel).unwrap().1, 1);
+        assert_eq!(count(&mut con, &key(&channel)).unwrap().1, 1);
         // And nothing more arrives after the leave (e.g. a second leave).
         d.unsubscribe("obs", &channel);
         assert_eq!(d.messages("obs", &channel).len(), 2, "{transport:?}");
@@ -174,12 +176,15 @@ fn missing_id_is_rejected_and_nothing_is_stored() {
                 "{what}"
             );
         }
-        let exists: bool = redis::cmd("EXISTS").arg(&channel).query(&mut con).unwrap();
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(key(&channel))
+            .query(&mut con)
+            .unwrap();
         assert!(
             !exists,
             "{transport:?}: a rejected subscribe stored something"
         );
-        assert_eq!(count(&mut con, &channel).unwrap(), (0, 0, 0));
+        assert_eq!(count(&mut con, &key(&channel)).unwrap(), (0, 0, 0));
         // The client itself is fine, and can then join properly.
         let ok = d.join("a", &channel, "late", Json::Null);
         assert_eq!(ok.get("subscribe").keys(), ["late"], "{transport:?}");
@@ -230,7 +235,7 @@ fn plain_channels_are_left_alone() {
             .subscribe("b", &wild, Some(json(r#"{"id":"w"}"#)))
             .expect_err("wildcard subscribe on presence channels accepted");
         assert!(err.contains("wildcard"), "{transport:?}: {err}");
-        let (_, members) = roster(&mut con, &channel).unwrap();
+        let (_, members) = roster(&mut con, &key(&channel)).unwrap();
         assert_eq!(members.len(), 1, "{transport:?}: {members:?}");
         // a saw no forged roster message.
         assert!(d.messages("a", &channel).is_empty(), "{transport:?}");

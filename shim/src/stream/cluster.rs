@@ -4,6 +4,9 @@
 //! itself after a reconnection or a slot move. Each confirmation arrives as an `ssubscribe` push: the one
 //! answering our own request is expected; any other means the subscription was re-established after a
 //! gap, so the channel is resynced before the events behind it are read.
+//!
+//! Channels are subscribed as their keys (`<key prefix><channel>`, the shard channel the module
+//! publishes on) and pushes are named back as channels; a push outside the prefix is ignored.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,15 +23,18 @@ use crate::error::ShimError;
 /// The handle of the cluster stream.
 pub struct ClusterStream {
     connection: ClusterConnection,
+    key_prefix: String,
     /// Confirmations we are waiting for, per channel.
     expected: Arc<Mutex<HashMap<String, usize>>>,
     timeout: Duration,
 }
 
 impl ClusterStream {
-    /// Connects to the cluster and starts reading its pushes.
+    /// Connects to the cluster and starts reading its pushes, for channels whose keys start with
+    /// `key_prefix`.
     pub async fn connect(
         seeds: &[String],
+        key_prefix: &str,
         sink: Arc<dyn StreamSink>,
         timeout: Duration,
     ) -> Result<Self, ShimError> {
@@ -42,9 +48,10 @@ impl ClusterStream {
             .build()?;
         let connection = client.get_async_connection().await?;
         let expected = Arc::new(Mutex::new(HashMap::new()));
-        tokio::spawn(run(receiver, sink, expected.clone()));
+        tokio::spawn(run(receiver, key_prefix.to_owned(), sink, expected.clone()));
         Ok(ClusterStream {
             connection,
+            key_prefix: key_prefix.to_owned(),
             expected,
             timeout,
         })
@@ -59,7 +66,8 @@ impl ClusterStream {
             .entry(channel.to_owned())
             .or_default() += 1;
         let mut connection = self.connection.clone();
-        match tokio::time::timeout(self.timeout, connection.ssubscribe(channel)).await {
+        let key = format!("{}{channel}", self.key_prefix);
+        match tokio::time::timeout(self.timeout, connection.ssubscribe(key)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(error.into()),
             Err(_) => Err(ShimError::Timeout(self.timeout)),
@@ -69,10 +77,10 @@ impl ClusterStream {
     /// See [`super::Stream::unlisten`].
     pub fn unlisten(&self, channel: &str) {
         let mut connection = self.connection.clone();
-        let channel = channel.to_owned();
+        let key = format!("{}{channel}", self.key_prefix);
         tokio::spawn(async move {
-            if let Err(error) = connection.sunsubscribe(&channel).await {
-                tracing::debug!(%error, channel, "SUNSUBSCRIBE failed");
+            if let Err(error) = connection.sunsubscribe(&key).await {
+                tracing::debug!(%error, key, "SUNSUBSCRIBE failed");
             }
         });
     }
@@ -80,14 +88,19 @@ impl ClusterStream {
 
 async fn run(
     mut pushes: mpsc::UnboundedReceiver<PushInfo>,
+    key_prefix: String,
     sink: Arc<dyn StreamSink>,
     expected: Arc<Mutex<HashMap<String, usize>>>,
 ) {
     while let Some(push) = pushes.recv().await {
-        let text = |v: Option<&Value>| match v {
-            Some(Value::BulkString(b)) => Some(String::from_utf8_lossy(b).into_owned()),
-            Some(Value::SimpleString(s)) => Some(s.clone()),
-            _ => None,
+        // A shard channel named back as its channel; not ours if it is outside the prefix.
+        let text = |v: Option<&Value>| {
+            let key = match v {
+                Some(Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                Some(Value::SimpleString(s)) => s.clone(),
+                _ => return None,
+            };
+            key.strip_prefix(key_prefix.as_str()).map(str::to_owned)
         };
         match push.kind {
             PushKind::SMessage => {

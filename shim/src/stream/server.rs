@@ -4,6 +4,9 @@
 //! When the connection is lost, events published meanwhile are lost with it: after reconnecting, the task
 //! subscribes again to every channel and asks the [`StreamSink`] to resync each one *before* it reads
 //! any newer event, so order is kept.
+//!
+//! The task keeps channel names; on the wire each is its key, `<key prefix><channel>`, the shard channel
+//! the module publishes on. A message on a shard channel outside the prefix is not ours and is ignored.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -31,15 +34,18 @@ pub struct ServerStream {
 }
 
 impl ServerStream {
-    /// Starts the stream task for the server at `url`.
+    /// Starts the stream task for the server at `url`, for channels whose keys start with
+    /// `key_prefix`.
     pub fn spawn(
         url: &str,
+        key_prefix: &str,
         sink: Arc<dyn StreamSink>,
         timeout: Duration,
     ) -> Result<Self, ShimError> {
         let info = url.into_connection_info()?;
         let (commands, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(run(info, receiver, sink));
+        let keys = Keys(key_prefix.to_owned());
+        tokio::spawn(run(info, keys, receiver, sink));
         Ok(ServerStream { commands, timeout })
     }
 
@@ -65,6 +71,19 @@ impl ServerStream {
 
 type Connection = Framed<TcpStream, redis::ValueCodec>;
 
+/// Channel names to shard channel names and back.
+struct Keys(String);
+
+impl Keys {
+    fn key(&self, channel: &str) -> String {
+        format!("{}{channel}", self.0)
+    }
+
+    fn channel(&self, key: String) -> Option<String> {
+        key.strip_prefix(self.0.as_str()).map(str::to_owned)
+    }
+}
+
 /// What the task keeps across reconnections.
 struct Subscriptions {
     /// Channels to receive, confirmed or not.
@@ -75,6 +94,7 @@ struct Subscriptions {
 
 async fn run(
     info: redis::ConnectionInfo,
+    keys: Keys,
     mut commands: mpsc::UnboundedReceiver<Command>,
     sink: Arc<dyn StreamSink>,
 ) {
@@ -92,6 +112,7 @@ async fn run(
                 had_connection = true;
                 match serve(
                     &mut connection,
+                    &keys,
                     &mut commands,
                     &mut subs,
                     sink.as_ref(),
@@ -171,6 +192,7 @@ async fn connect(info: &redis::ConnectionInfo) -> Result<Connection, ShimError> 
 /// Serves one connection until it fails (`Err`) or the handle is dropped (`Ok`).
 async fn serve(
     connection: &mut Connection,
+    keys: &Keys,
     commands: &mut mpsc::UnboundedReceiver<Command>,
     subs: &mut Subscriptions,
     sink: &dyn StreamSink,
@@ -178,14 +200,19 @@ async fn serve(
 ) -> Result<(), ShimError> {
     if !subs.wanted.is_empty() {
         let channels: Vec<String> = subs.wanted.iter().cloned().collect();
+        let shard_channels: Vec<String> = channels.iter().map(|c| keys.key(c)).collect();
         connection
-            .send(redis::cmd("SSUBSCRIBE").arg(&channels).get_packed_command())
+            .send(
+                redis::cmd("SSUBSCRIBE")
+                    .arg(&shard_channels)
+                    .get_packed_command(),
+            )
             .await?;
         // Hold back events until every channel is confirmed and resynced, so none overtakes its resync.
         let mut held = VecDeque::new();
         let mut unconfirmed: HashSet<String> = channels.iter().cloned().collect();
         while !unconfirmed.is_empty() {
-            match read(connection).await? {
+            match read(connection, keys).await? {
                 Frame::Subscribed(channel) => {
                     unconfirmed.remove(&channel);
                 }
@@ -206,7 +233,7 @@ async fn serve(
     }
     loop {
         tokio::select! {
-            frame = read(connection) => match frame? {
+            frame = read(connection, keys) => match frame? {
                 Frame::Message(channel, events) => sink.events(&channel, events).await,
                 Frame::Subscribed(channel) => {
                     for done in subs.waiting.remove(&channel).unwrap_or_default() {
@@ -226,12 +253,12 @@ async fn serve(
                     subs.wanted.insert(channel.clone());
                     subs.waiting.entry(channel.clone()).or_default().push(done);
                     if first {
-                        connection.send(redis::cmd("SSUBSCRIBE").arg(&channel).get_packed_command()).await?;
+                        connection.send(redis::cmd("SSUBSCRIBE").arg(keys.key(&channel)).get_packed_command()).await?;
                     }
                 }
                 Some(Command::Unlisten(channel)) => {
                     if subs.wanted.remove(&channel) {
-                        connection.send(redis::cmd("SUNSUBSCRIBE").arg(&channel).get_packed_command()).await?;
+                        connection.send(redis::cmd("SUNSUBSCRIBE").arg(keys.key(&channel)).get_packed_command()).await?;
                     }
                 }
             },
@@ -245,7 +272,8 @@ enum Frame {
     Other,
 }
 
-async fn read(connection: &mut Connection) -> Result<Frame, ShimError> {
+/// The next frame, with shard channels named back as channels.
+async fn read(connection: &mut Connection, keys: &Keys) -> Result<Frame, ShimError> {
     let value = match connection.next().await {
         Some(value) => value?,
         None => return Err(ShimError::Stream("connection closed".into())),
@@ -264,22 +292,20 @@ async fn read(connection: &mut Connection) -> Result<Frame, ShimError> {
         Value::SimpleString(s) => s.clone(),
         _ => String::new(),
     };
-    match (
-        items.first().map(text).as_deref(),
-        items.get(1),
-        items.get(2),
-    ) {
-        (Some("smessage"), Some(channel), Some(Value::BulkString(payload))) => {
-            match wire::decode(payload) {
-                Ok(events) => Ok(Frame::Message(text(channel), events)),
-                Err(error) => {
-                    // Not ours (someone SPUBLISHed by hand): never let it break the stream.
-                    tracing::warn!(%error, channel = %text(channel), "ignoring a malformed roster message");
-                    Ok(Frame::Other)
-                }
+    let kind = items.first().map(text);
+    let Some(channel) = items.get(1).map(text).and_then(|key| keys.channel(key)) else {
+        return Ok(Frame::Other);
+    };
+    match (kind.as_deref(), items.get(2)) {
+        (Some("smessage"), Some(Value::BulkString(payload))) => match wire::decode(payload) {
+            Ok(events) => Ok(Frame::Message(channel, events)),
+            Err(error) => {
+                // Not ours (someone SPUBLISHed by hand): never let it break the stream.
+                tracing::warn!(%error, channel, "ignoring a malformed roster message");
+                Ok(Frame::Other)
             }
-        }
-        (Some("ssubscribe"), Some(channel), _) => Ok(Frame::Subscribed(text(channel))),
+        },
+        (Some("ssubscribe"), _) => Ok(Frame::Subscribed(channel)),
         _ => Ok(Frame::Other),
     }
 }

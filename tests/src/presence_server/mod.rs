@@ -19,6 +19,15 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+/// The prefix of presence keys when `--key-prefix` is not given: a channel's roster is the key
+/// `presence:<channel>` (and so is its shard channel).
+pub const KEY_PREFIX: &str = "presence:";
+
+/// The Redis key (and shard channel) of `channel`'s roster under the default prefix.
+pub fn key(channel: &str) -> String {
+    format!("{KEY_PREFIX}{channel}")
+}
+
 /// How long a driver request or a wait for an event may take before the test fails.
 pub const LIMIT: Duration = Duration::from_secs(20);
 
