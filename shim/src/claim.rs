@@ -51,9 +51,11 @@ impl Claim {
                 }
             }
         };
+        // An empty id is no id: faye-presence 0.0.3 refuses it the same way (`if (!presence.id)`).
         let id = object
             .get("id")
             .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())
             .ok_or(ShimError::MissingId)?
             .to_owned();
         let value = match config.value {
@@ -110,11 +112,12 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_or_non_string_id_is_refused() {
+    fn a_missing_empty_or_non_string_id_is_refused() {
         for ext in [
             json!({}),
             json!({"presence": {}}),
             json!({"presence": {"id": 5}}),
+            json!({"presence": {"id": ""}}),
             json!({"presence": "ann"}),
         ] {
             assert!(

@@ -155,7 +155,7 @@ fn one_id_on_two_connections_is_one_member() {
 }
 
 #[test]
-fn missing_id_is_rejected_and_nothing_is_stored() {
+fn missing_or_empty_id_is_rejected_and_nothing_is_stored() {
     let (redis, server) = setup();
     let mut con = redis.connect();
     for transport in Transport::ALL {
@@ -167,6 +167,8 @@ fn missing_id_is_rejected_and_nothing_is_stored() {
             Some(json(r#"{"data":{"x":1}}"#)),
             Some(json(r#"{"id":42,"data":null}"#)),
             Some(json(r#"{"id":null}"#)),
+            // faye-presence 0.0.3 refuses an empty id too (`if (!presence.id)`).
+            Some(json(r#"{"id":"","data":{"x":1}}"#)),
             Some(json(r#""alice""#)),
         ] {
             let what = format!("{transport:?} {presence:?}");
