@@ -8,6 +8,8 @@
 //! - [`command`]: one file per command, each `parse` (pure, unit-tested) then `run`.
 //! - [`store`]: opens a channel key, runs one change on its roster, then sets the key's expiry,
 //!   replicates the change as `PRESENCE.APPLY`, and publishes its events on the shard channel.
+//! - [`expiry`]: the index of every channel's earliest deadline and the timer that purges and
+//!   publishes expiries when no command comes.
 //! - [`datatype`]: the `presence_` data type and its RDB/AOF/copy/free callbacks.
 //! - [`guard`]: the one panic guard around everything Redis calls, and the text it may hand back
 //!   (error replies, log lines: printable, bounded).
@@ -21,6 +23,7 @@ pub mod command;
 pub mod config;
 pub mod datatype;
 pub mod error;
+pub mod expiry;
 pub mod guard;
 pub mod reply;
 pub mod stats;
@@ -131,6 +134,10 @@ mod registration {
         }
         // Replaces the module's default INFO handler with ours.
         raw::register_info_function(ctx.get_raw(), Some(info));
+        if let Err(why) = crate::expiry::subscribe(ctx) {
+            ctx.log_warning(&format!("presence: {why}"));
+            return Status::Err;
+        }
         Status::Ok
     }
 

@@ -1,5 +1,5 @@
 //! The channel key: opening it, changing its roster in one step, and making that step durable and
-//! visible (key expiry, replication, AOF, pub/sub).
+//! visible (key expiry, the expiry timer's index, replication, AOF, pub/sub).
 
 use std::os::raw::c_int;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,12 +9,13 @@ use redis_module::{raw, Context, ContextFlags, RedisString};
 
 use crate::datatype::{seed_rev, PRESENCE_TYPE};
 use crate::error::PresenceError;
-use crate::stats;
+use crate::{expiry, stats};
 
 /// Who is changing the roster, which decides how the change is propagated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
-    /// An ordinary client: read the clock, replicate the ops as `PRESENCE.APPLY`, publish the events.
+    /// An ordinary client, or the module's own expiry timer: read the clock, replicate the ops as
+    /// `PRESENCE.APPLY`, publish the events.
     Client,
     /// The master or the AOF, through `PRESENCE.APPLY`: use only the values given, publish nothing
     /// (the master already did), and feed the command on to this node's own AOF.
@@ -24,6 +25,16 @@ pub enum Origin {
 /// A key name as Redis passed it in the command's arguments.
 #[derive(Debug, Clone, Copy)]
 pub struct KeyName(pub *mut raw::RedisModuleString);
+
+/// The bytes of `name`, valid while the string lives (the command or callback that has it).
+pub fn key_bytes<'a>(name: KeyName) -> &'a [u8] {
+    let mut len = 0;
+    // SAFETY: a live RedisModuleString; StringPtrLen never returns null.
+    unsafe {
+        let ptr = raw::RedisModule_StringPtrLen.expect("StringPtrLen")(name.0, &mut len);
+        std::slice::from_raw_parts(ptr.cast::<u8>(), len)
+    }
+}
 
 /// What a change left behind.
 pub struct Outcome<T> {
@@ -159,6 +170,8 @@ pub fn is_from_master_or_loading(ctx: &Context) -> bool {
 /// to agree with the master, so this small wrapper talks to the key API directly.
 pub struct ChannelKey {
     key: *mut raw::RedisModuleKey,
+    ctx: *mut raw::RedisModuleCtx,
+    name: KeyName,
 }
 
 impl ChannelKey {
@@ -168,7 +181,11 @@ impl ChannelKey {
         let key = unsafe {
             raw::RedisModule_OpenKey.expect("OpenKey")(ctx.get_raw(), name.0, mode as c_int)
         };
-        let key = ChannelKey { key: key.cast() };
+        let key = ChannelKey {
+            key: key.cast(),
+            ctx: ctx.get_raw(),
+            name,
+        };
         let key_type = unsafe { raw::RedisModule_KeyType.expect("KeyType")(key.key) } as isize;
         match key_type {
             raw::REDISMODULE_KEYTYPE_EMPTY => Ok(key),
@@ -208,20 +225,30 @@ impl ChannelKey {
         };
     }
 
-    /// Makes the key expire at `deadline_us` (rounded up to the millisecond), when every connection
-    /// in it would have expired: an abandoned channel then disappears by itself.
+    /// Follows the stored roster whose latest deadline is `deadline_us`: the key expires in Redis
+    /// [`expiry::BACKSTOP_MS`] after it (rounded up to the millisecond), and the expiry timer learns
+    /// the roster's earliest deadline, so it purges and publishes before Redis would drop the key
+    /// silently.
+    ///
+    /// Every node computes the expiry from the same deadline, so a master, its replicas and the AOF
+    /// agree on it to the millisecond.
     pub fn expire_at(&self, deadline_us: u64) {
-        let ms = i64::try_from(deadline_us.div_ceil(1000)).unwrap_or(i64::MAX);
+        let ms = deadline_us
+            .div_ceil(1000)
+            .saturating_add(expiry::BACKSTOP_MS);
         if let Some(set_abs_expire) = unsafe { raw::RedisModule_SetAbsExpire } {
             // SAFETY: the key is open for writing and not empty.
-            unsafe { set_abs_expire(self.key, ms) };
+            unsafe { set_abs_expire(self.key, i64::try_from(ms).unwrap_or(i64::MAX)) };
         }
+        let earliest = self.roster().and_then(Roster::earliest_deadline);
+        expiry::note(&Context::new(self.ctx), key_bytes(self.name), earliest);
     }
 
     /// Deletes the key (its roster is freed by Redis).
     pub fn delete(&self) {
         // SAFETY: the key is open for writing.
         unsafe { raw::RedisModule_DeleteKey.expect("DeleteKey")(self.key) };
+        expiry::note(&Context::new(self.ctx), key_bytes(self.name), None);
     }
 }
 

@@ -189,6 +189,12 @@ impl Roster {
         self.latest.peek().map(|(deadline, _)| *deadline)
     }
 
+    /// The earliest deadline of any connection: when the next purge is due. `None` when nobody is on the
+    /// channel. Never later than the true one (a stale top only makes a purge come early and find less).
+    pub fn earliest_deadline(&self) -> Option<u64> {
+        self.earliest.peek().map(|Reverse((deadline, _))| *deadline)
+    }
+
     /// Clients whose deadline is at or before `now`, earliest first (ties by client bytes), so every node
     /// that purges the same state purges in the same order.
     pub fn expired_clients(&mut self, now: u64) -> Vec<Bytes> {
