@@ -8,6 +8,9 @@ pub mod leave;
 pub mod roster;
 pub mod touch;
 
+#[cfg(test)]
+mod props;
+
 use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
