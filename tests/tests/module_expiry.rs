@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use presence_roster::{wire, Event, EventKind};
 use presence_tests::commands::{count, join, roster, roster_of};
 use presence_tests::reply::bytes;
-use presence_tests::{unique_channel, wait_until, Listener, RedisServer, ServerOptions};
+use presence_tests::{unique_channel, wait_until, Cluster, Listener, RedisServer, ServerOptions};
 use redis::Value;
 
 /// The README's promise is "within about a second" of the deadline; half a second more is room for a
@@ -490,4 +490,43 @@ fn a_mass_expiry_is_all_published_and_redis_keeps_answering() {
     );
     let keys: i64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
     assert_eq!(keys, 0, "every emptied channel was deleted");
+}
+
+#[test]
+fn in_a_cluster_each_master_purges_the_channels_of_its_own_slots() {
+    let cluster = Cluster::start();
+    // Two channels owned by each master: a node that does not own a channel's slot answers MOVED.
+    let mut owned: Vec<(usize, String)> = Vec::new();
+    for node in 0..cluster.nodes.len() {
+        let mut con = cluster.nodes[node].connect();
+        for n in 0.. {
+            if owned.iter().filter(|(owner, _)| *owner == node).count() == 2 {
+                break;
+            }
+            assert!(n < 1000, "no channel found for node {node}");
+            let ch = unique_channel("cluster");
+            if count(&mut con, &ch).is_ok() {
+                owned.push((node, ch));
+            }
+        }
+    }
+    let mut listeners: Vec<Listener> = owned
+        .iter()
+        .map(|(node, ch)| Listener::subscribe(&cluster.nodes[*node].url(), ch))
+        .collect();
+    let t0 = Instant::now();
+    for (node, ch) in &owned {
+        let mut con = cluster.nodes[*node].connect();
+        join(&mut con, ch, "c", "member", "", &["TTL", "500"]).unwrap();
+    }
+    for ((node, ch), listener) in owned.iter().zip(&mut listeners) {
+        listener.take(1);
+        expect_expiries(
+            listener,
+            &["member"],
+            t0 + ms(500),
+            &format!("node {node}: {ch}"),
+        );
+        assert!(!exists(&mut cluster.nodes[*node].connect(), ch));
+    }
 }
