@@ -108,8 +108,15 @@ fn fail_point(callback: Callback) {
     let _ = callback;
 }
 
+/// How far ahead of the clock a dropped roster may lift [`DROPPED_REV_FLOOR`]: 2^40 events, about 35 years
+/// of a million events a second beyond a roster's creation. A real roster runs ahead of the clock only by
+/// the events it had, far less; a forged one (a `RESTORE` of a rev near the ceiling, then a `DEL`) would
+/// otherwise make every new channel on this server start at the ceiling, where `rev` stops growing.
+const MAX_FLOOR_AHEAD_OF_CLOCK: u64 = 1 << 40;
+
 fn note_dropped(roster: &Roster) {
-    DROPPED_REV_FLOOR.fetch_max(roster.rev(), Ordering::Relaxed);
+    let cap = crate::store::now_us().saturating_add(MAX_FLOOR_AHEAD_OF_CLOCK);
+    DROPPED_REV_FLOOR.fetch_max(roster.rev().min(cap), Ordering::Relaxed);
 }
 
 // Every callback below is a thin `extern "C"` shell around a body run by `guard`: a panic in a callback

@@ -510,6 +510,50 @@ fn damaged_payloads_are_refused_and_redis_lives() {
 }
 
 #[test]
+fn a_forged_rev_does_not_lift_the_start_of_every_new_channel() {
+    let server = RedisServer::start();
+    let mut con = server.connect();
+    let source = "/presence/forged/source";
+    join(&mut con, source, "c1", "alice", "", &["TTL", "600000"]).unwrap();
+    config_set(&mut con, "rdbcompression", "no");
+    let dump = Dump::parse(
+        &redis::cmd("DUMP")
+            .arg(source)
+            .query::<Vec<u8>>(&mut con)
+            .unwrap(),
+    );
+    let (header, snapshot) = split_plain(&dump.body);
+    // Accepted (it is at the ceiling, not over it), then dropped: a dropped roster's rev lifts the floor
+    // that new rosters start from, so that a channel deleted and created again never goes back.
+    let forged = envelope(
+        &header,
+        &rdb_len(snapshot.len() as u64),
+        &with_u64(&snapshot, 4, MAX_REV),
+    );
+    redis::cmd("RESTORE")
+        .arg("/presence/forged/high")
+        .arg(0)
+        .arg(dump.payload(&forged))
+        .query::<()>(&mut con)
+        .unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg("/presence/forged/high")
+        .query(&mut con)
+        .unwrap();
+    // But one forged key must not make every new channel start at the ceiling, where rev saturates and
+    // listeners drop every diff as not newer.
+    let clock_like = join(&mut con, "/presence/forged/new", "c", "id", "", &[])
+        .unwrap()
+        .rev;
+    assert!(
+        clock_like < MAX_REV / 2,
+        "a new channel starts near the clock, not at {clock_like}"
+    );
+    let next = join(&mut con, "/presence/forged/new", "c2", "id2", "", &[]).unwrap();
+    assert_eq!(next.rev, clock_like + 1);
+}
+
+#[test]
 fn a_damaged_rdb_file_is_refused_at_startup_cleanly() {
     let mut server = RedisServer::start_with(ServerOptions {
         // Plain strings, and no file checksum, so that an edited roster reaches the module.
