@@ -87,7 +87,9 @@ pub fn decode(input: &[u8]) -> Result<Roster, DecodeError> {
 }
 
 fn put_len(out: &mut Vec<u8>, len: usize) {
-    let len = u32::try_from(len).expect("rosters and fields are limited far below 4 GiB");
+    // Holds for everything a roster can contain: JOIN and the decoders refuse a field over u32::MAX
+    // bytes, and no server holds 4 billion members or connections in one channel.
+    let len = u32::try_from(len).expect("fields and counts fit in u32");
     out.extend_from_slice(&len.to_le_bytes());
 }
 
