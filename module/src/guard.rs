@@ -19,7 +19,9 @@ use crate::stats;
 // The guard is catch_unwind; with panic=abort a panic would take Redis down before it could catch
 // anything, so such a build must not exist.
 #[cfg(panic = "abort")]
-compile_error!("the presence module must be built with panic = \"unwind\": its guard is catch_unwind");
+compile_error!(
+    "the presence module must be built with panic = \"unwind\": its guard is catch_unwind"
+);
 
 /// The longest text sent to Redis as an error reply or a log line; longer text is cut with `...`.
 pub const MAX_TEXT_BYTES: usize = 256;
