@@ -216,6 +216,51 @@ async fn works_on_a_redis_cluster() {
     }
 }
 
+/// Every stream connection to the cluster is cut (as a network fault would), and each channel gets a
+/// member behind the shim's back: wherever its slot lives, every channel is subscribed again and its
+/// local subscribers are told of the member. (redis-rs' own resubscription sends one `SSUBSCRIBE` per
+/// node for all its channels, which Redis refuses with CROSSSLOT when they span two slots.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_cluster_stream_is_subscribed_again_on_every_slot() {
+    let cluster = Cluster::start();
+    let mut config = Config::default();
+    config.cluster = cluster.urls();
+    let (presence, collected) = start(config).await;
+    let channels: Vec<String> = (0..12)
+        .map(|n| format!("/presence/cluster-cut/{n}"))
+        .collect();
+    for ch in &channels {
+        presence
+            .subscribe("c1", ch, Some(&presence_ext("ann", json!(1))))
+            .await
+            .unwrap();
+    }
+    tokio::task::block_in_place(|| {
+        let cut: i64 = cluster
+            .nodes
+            .iter()
+            .map(|node| node.kill_pubsub_connections())
+            .sum();
+        assert_eq!(cut, 3, "one stream connection per master");
+        let mut con = cluster
+            .client()
+            .get_connection()
+            .expect("cluster connection");
+        for ch in &channels {
+            presence_tests::commands::join(&mut con, &key(ch), "elsewhere", "zed", "2", &[])
+                .unwrap();
+        }
+    });
+    for ch in &channels {
+        let messages = collected.wait_for(ch, 1).await;
+        assert_eq!(
+            messages[0].data,
+            Some(json!({"subscribe": {"zed": 2}})),
+            "{ch}"
+        );
+    }
+}
+
 /// The error `Presence::start` gave, as text.
 async fn start_error(config: Config) -> String {
     match Presence::start(config, Arc::new(Collected::default())).await {

@@ -1,15 +1,20 @@
 //! The stream of a Redis Cluster, over a redis-rs cluster connection in RESP3 with a push channel.
 //!
-//! redis-rs sends each `SSUBSCRIBE` to the node that owns the channel's slot and subscribes again by
-//! itself after a reconnection or a slot move. Each confirmation arrives as an `ssubscribe` push: the one
-//! answering our own request is expected; any other means the subscription was re-established after a
-//! gap, so the channel is resynced before the events behind it are read.
+//! redis-rs sends each `SSUBSCRIBE` to the node that owns the channel's slot. Each confirmation arrives
+//! as an `ssubscribe` push: the one answering our own [`ClusterStream::listen`] is expected; any other
+//! means the subscription was re-established after a gap, so the channel is resynced before the events
+//! behind it are read.
+//!
+//! After a lost connection the stream subscribes again to every channel itself, one command per channel
+//! ([`repair`]): redis-rs' own resubscription is refused by Redis as soon as a node holds channels of
+//! two slots, and does not follow a failover by itself, so a channel on a crashed master would never be
+//! heard again after its replica's promotion.
 //!
 //! Channels are subscribed as their keys (`<key prefix><channel>`, the shard channel the module
 //! publishes on) and pushes are named back as channels; a push outside the prefix is ignored.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use presence_roster::wire;
@@ -22,10 +27,13 @@ use crate::error::ShimError;
 
 /// The handle of the cluster stream.
 pub struct ClusterStream {
-    connection: ClusterConnection,
+    /// The tasks hold it weakly, so dropping the stream closes the connection and ends them.
+    connection: Arc<ClusterConnection>,
     key_prefix: String,
     /// Confirmations we are waiting for, per channel.
     expected: Arc<Mutex<HashMap<String, usize>>>,
+    /// The channels listened to, subscribed again after a lost connection.
+    listening: Arc<Mutex<HashSet<String>>>,
     timeout: Duration,
 }
 
@@ -46,13 +54,29 @@ impl ClusterStream {
             .connection_timeout(timeout)
             .response_timeout(timeout)
             .build()?;
-        let connection = client.get_async_connection().await?;
+        let connection = Arc::new(client.get_async_connection().await?);
         let expected = Arc::new(Mutex::new(HashMap::new()));
-        tokio::spawn(run(receiver, key_prefix.to_owned(), sink, expected.clone()));
+        let listening = Arc::new(Mutex::new(HashSet::new()));
+        let (lost, repairs) = mpsc::unbounded_channel();
+        tokio::spawn(run(
+            receiver,
+            key_prefix.to_owned(),
+            sink,
+            expected.clone(),
+            lost,
+        ));
+        tokio::spawn(repair(
+            Arc::downgrade(&connection),
+            key_prefix.to_owned(),
+            listening.clone(),
+            timeout,
+            repairs,
+        ));
         Ok(ClusterStream {
             connection,
             key_prefix: key_prefix.to_owned(),
             expected,
+            listening,
             timeout,
         })
     }
@@ -65,7 +89,8 @@ impl ClusterStream {
             .unwrap()
             .entry(channel.to_owned())
             .or_default() += 1;
-        let mut connection = self.connection.clone();
+        self.listening.lock().unwrap().insert(channel.to_owned());
+        let mut connection = (*self.connection).clone();
         let key = format!("{}{channel}", self.key_prefix);
         match tokio::time::timeout(self.timeout, connection.ssubscribe(key)).await {
             Ok(Ok(())) => Ok(()),
@@ -76,7 +101,8 @@ impl ClusterStream {
 
     /// See [`super::Stream::unlisten`].
     pub fn unlisten(&self, channel: &str) {
-        let mut connection = self.connection.clone();
+        self.listening.lock().unwrap().remove(channel);
+        let mut connection = (*self.connection).clone();
         let key = format!("{}{channel}", self.key_prefix);
         tokio::spawn(async move {
             if let Err(error) = connection.sunsubscribe(&key).await {
@@ -91,6 +117,7 @@ async fn run(
     key_prefix: String,
     sink: Arc<dyn StreamSink>,
     expected: Arc<Mutex<HashMap<String, usize>>>,
+    lost: mpsc::UnboundedSender<()>,
 ) {
     while let Some(push) = pushes.recv().await {
         // A shard channel named back as its channel; not ours if it is outside the prefix.
@@ -145,9 +172,71 @@ async fn run(
                 }
             }
             PushKind::Disconnection => {
-                tracing::warn!("a presence stream connection to the cluster was lost")
+                tracing::warn!("a presence stream connection to the cluster was lost");
+                let _ = lost.send(());
             }
             _ => {}
+        }
+    }
+}
+
+/// After each lost connection: `SSUBSCRIBE` again to every channel we listen on, one command per
+/// channel, retrying those that fail until all are confirmed. Each command is routed by its channel's
+/// slot, and one that reaches a dead node makes redis-rs refresh its slot map, so the retries land on
+/// whichever master serves the slot once the failover is over. redis-rs' own resubscription cannot be
+/// relied on: it sends one `SSUBSCRIBE` per node with all that node's channels, which Redis refuses
+/// with CROSSSLOT as soon as they span two slots, and after a failover it only runs when a request
+/// refreshes the map. Each confirmation is an `ssubscribe` push we did not ask for through
+/// [`ClusterStream::listen`], so its channel is resynced before its newer events are read; for a
+/// channel whose subscription survived, that resync finds nothing to correct.
+async fn repair(
+    connection: Weak<ClusterConnection>,
+    key_prefix: String,
+    listening: Arc<Mutex<HashSet<String>>>,
+    timeout: Duration,
+    mut lost: mpsc::UnboundedReceiver<()>,
+) {
+    while lost.recv().await.is_some() {
+        let mut pending = HashSet::new();
+        let mut pause = Duration::from_millis(100);
+        loop {
+            // This loss, or one reported meanwhile: every channel listened to now, again.
+            while lost.try_recv().is_ok() {}
+            pending.extend(listening.lock().unwrap().iter().cloned());
+            let Some(connection) = connection.upgrade().map(|c| (*c).clone()) else {
+                return;
+            };
+            let attempts = pending.iter().map(|channel| {
+                let mut connection = connection.clone();
+                let key = format!("{key_prefix}{channel}");
+                async move {
+                    let subscribed = tokio::time::timeout(timeout, connection.ssubscribe(&key));
+                    (channel.clone(), matches!(subscribed.await, Ok(Ok(()))))
+                }
+            });
+            let confirmed = futures_util::future::join_all(attempts).await;
+            drop(connection);
+            for (channel, ok) in confirmed {
+                if ok {
+                    pending.remove(&channel);
+                }
+            }
+            // A channel no longer listened to needs no subscription (its events would be dropped).
+            let still = listening.lock().unwrap().clone();
+            pending.retain(|channel| still.contains(channel));
+            if pending.is_empty() {
+                tracing::info!(
+                    channels = still.len(),
+                    "presence stream subscribed again to every channel after a lost connection"
+                );
+                break;
+            }
+            tracing::debug!(
+                waiting = pending.len(),
+                "presence stream: some channels' slots are not served yet"
+            );
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
 }
