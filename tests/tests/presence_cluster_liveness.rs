@@ -175,7 +175,31 @@ fn cluster_rosters_stay_true_for_three_ttls_and_through_a_master_failover() {
         .and_then(|(_, r)| *r)
         .expect("the master has a replica");
     let took = cluster.kill9_and_wait_for_failover(victim, replica);
-    eprintln!("node {victim} killed; node {replica} promoted {took:?} later");
+    // The margin the TTL left, for the log: the key expires 10 s (the module's BACKSTOP_MS) after its
+    // connections' latest deadline, so it moves when the first touch reaches the new master.
+    let expiry = || -> i64 {
+        redis::cmd("PEXPIRETIME")
+            .arg(key(&channels[0]))
+            .query::<i64>(&mut cluster.nodes[replica].connect())
+            .expect("PEXPIRETIME")
+            - 10_000
+    };
+    let promoted_with = expiry();
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let left_at_promotion = promoted_with - now_ms();
+    presence_tests::wait_until("a touch to reach the promoted master", TTL, || {
+        expiry() > promoted_with
+    });
+    eprintln!(
+        "node {victim} killed; node {replica} promoted {took:?} later, its members {left_at_promotion} ms from \
+         their deadline; the first touch reached it {} ms before they would have expired",
+        promoted_with - now_ms()
+    );
     let live: Vec<usize> = all.iter().copied().filter(|&i| i != victim).collect();
     let after = owners(&cluster, &live, &channels);
     for (was, now) in before.iter().zip(&after) {
