@@ -216,6 +216,48 @@ async fn works_on_a_redis_cluster() {
     }
 }
 
+/// One of two servers dies: the members on the other keep being touched, several TTLs on. (Touches
+/// used to run server after server and stop at the first error, so in one order of the two the live
+/// server was never touched again.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_server_does_not_stop_the_touches_of_the_others() {
+    let (live, mut dead) = (RedisServer::start(), RedisServer::start());
+    let mut config = Config::with_servers([live.url(), dead.url()]);
+    config.ttl = Duration::from_millis(1500);
+    config.timeout = Duration::from_millis(300);
+    let ttl = config.ttl;
+    let (presence, _) = start(config).await;
+    // A channel on each server (jump hash of the name, as the store routes it).
+    let on = |server: usize| {
+        (0..)
+            .map(|_| unique_channel("two"))
+            .find(|ch| presence_shim::route::shard_of(ch, 2) == server)
+            .unwrap()
+    };
+    let (kept, lost) = (on(0), on(1));
+    for ch in [&kept, &lost] {
+        presence
+            .subscribe("c1", ch, Some(&presence_ext("ann", json!(1))))
+            .await
+            .unwrap();
+    }
+    tokio::task::block_in_place(|| {
+        dead.kill9();
+        let mut con = live.connect();
+        let since = std::time::Instant::now();
+        while since.elapsed() < 4 * ttl {
+            let (_, members) = presence_tests::commands::roster(&mut con, &key(&kept)).unwrap();
+            assert_eq!(
+                members.len(),
+                1,
+                "ann gone {:?} after the other server died",
+                since.elapsed()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+}
+
 /// Every stream connection to the cluster is cut (as a network fault would), and each channel gets a
 /// member behind the shim's back: wherever its slot lives, every channel is subscribed again and its
 /// local subscribers are told of the member. (redis-rs' own resubscription sends one `SSUBSCRIBE` per
