@@ -216,6 +216,48 @@ async fn works_on_a_redis_cluster() {
     }
 }
 
+/// On a cluster, connections Redis lost on channels of several slots are found by the touches (one
+/// pipeline per slot) and joined again. (One pipeline over all channels failed with CROSSSLOT.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_connections_redis_lost_are_joined_again() {
+    let cluster = Cluster::start();
+    let mut config = Config::default();
+    config.cluster = cluster.urls();
+    config.ttl = Duration::from_millis(900);
+    let (presence, collected) = start(config).await;
+    let channels: Vec<String> = (0..6)
+        .map(|n| format!("/presence/cluster-rejoin/{n}"))
+        .collect();
+    for ch in &channels {
+        presence
+            .subscribe("c1", ch, Some(&presence_ext("ann", json!(1))))
+            .await
+            .unwrap();
+    }
+    tokio::task::block_in_place(|| {
+        let mut con = cluster
+            .client()
+            .get_connection()
+            .expect("cluster connection");
+        for ch in &channels {
+            presence_tests::commands::leave(&mut con, &key(ch), "c1").unwrap();
+        }
+    });
+    for ch in &channels {
+        let messages = collected.wait_for(ch, 2).await;
+        assert_eq!(
+            messages[0].data,
+            Some(json!({"unsubscribe": {"ann": null}})),
+            "{ch}"
+        );
+        assert_eq!(
+            messages[1].data,
+            Some(json!({"subscribe": {"ann": 1}})),
+            "{ch}"
+        );
+    }
+}
+
 /// One of two servers dies: the members on the other keep being touched, several TTLs on. (Touches
 /// used to run server after server and stop at the first error, so in one order of the two the live
 /// server was never touched again.)
