@@ -3,7 +3,7 @@
 //!
 //! Every command purges its own channel first, but a channel whose server processes are all gone gets
 //! no command, and its listeners would never hear that its members left. So the module keeps an
-//! [`Index`] of every channel key's earliest deadline and one Redis timer armed for the earliest of all.
+//! [`Index`] of when each channel key is next due and one Redis timer armed for the earliest of all.
 //! When it fires on a master, each due channel is purged through [`store::change`], exactly as a command
 //! purges it: the same journal, `PRESENCE.APPLY` to replicas and the AOF, the events on the shard
 //! channel, the keyspace notification, the key's expiry. Redis propagates what a timer callback
@@ -14,17 +14,20 @@
 //! goes through the same store) but never purge by their own clock, or they would diverge from the
 //! master. A replica promoted to master starts purging at once.
 //!
-//! The index follows every roster the store writes ([`note`], called by
-//! [`ChannelKey`](crate::store::ChannelKey)), and keys that appear without a presence command: loaded
-//! from an RDB file or a master's full sync (`loaded`), `RESTORE` (which slot migration uses),
-//! `RENAME`, `COPY` and `MOVE` targets (keyspace events), and `SWAPDB` (a server event). An entry whose
-//! key was deleted, renamed away or overwritten by another type is harmless: when it is due, the timer
-//! opens the key, finds no roster there, and forgets it.
+//! The index is lazy, like a roster's own deadline heap: an entry may be earlier than its key's real
+//! earliest deadline, never later. A change that only pushes deadlines later (a touch, a refresh, a
+//! leave: nearly every command) costs the index nothing; the old entry fires early, the timer finds
+//! nothing due and files the key under its real deadline. The store adds an entry when a roster is
+//! stored under a key and when a change brings a key's earliest deadline forward ([`note`]), and so do
+//! the ways a roster appears without a presence command: loaded from an RDB file or a master's full sync
+//! (`loaded`), `RESTORE` (which slot migration uses), `RENAME`, `COPY` and `MOVE` targets (keyspace
+//! events), and `SWAPDB` (a server event). An entry whose key was deleted, renamed away or overwritten
+//! by another type is just as harmless: the timer opens the key, finds no roster there, and drops it.
 //!
 //! Each tick purges for at most [`TICK_BUDGET`] and then yields to the event loop, so a wave of
 //! thousands of expiries is spread over many short ticks and Redis keeps serving its clients.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::ffi::CStr;
 use std::os::raw::{c_char, c_int, c_void};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -34,7 +37,7 @@ use presence_roster::Roster;
 use redis_module::{raw, Context, ContextFlags, RedisString};
 
 use crate::guard::guard;
-use crate::store::{self, now_us, ChannelKey, KeyName, Origin};
+use crate::store::{self, now_us, ChannelKey, KeyName, Origin, Outcome};
 
 /// How much later than a channel's last deadline its key expires in Redis.
 ///
@@ -53,10 +56,10 @@ pub const TICK_BUDGET: Duration = Duration::from_millis(1);
 /// looks whether it became a master: a missed re-arm or a clock step costs at most this much.
 const LONGEST_SLEEP_US: u64 = 1_000_000;
 
-/// Every channel key's earliest deadline, per database, and all of them in deadline order.
+/// When channel keys are due, earliest first: `(deadline, db, key)`, never later than the key's real
+/// earliest deadline, possibly earlier, and possibly several entries for one key.
 #[derive(Debug, Default)]
 pub struct Index {
-    keys: Vec<HashMap<Arc<[u8]>, u64>>,
     due: BTreeSet<(u64, i32, Arc<[u8]>)>,
 }
 
@@ -64,80 +67,45 @@ impl Index {
     /// An empty index (`const`, so it can live in a static).
     pub const fn new() -> Self {
         Index {
-            keys: Vec::new(),
             due: BTreeSet::new(),
         }
     }
 
-    /// Records that `key` in database `db` is next due at `deadline`, or, with `None`, that it holds no
-    /// roster any more.
-    pub fn set(&mut self, db: i32, key: &[u8], deadline: Option<u64>) {
-        let Ok(slot) = usize::try_from(db) else {
-            return;
-        };
-        if self.keys.len() <= slot {
-            if deadline.is_none() {
-                return;
-            }
-            self.keys.resize_with(slot + 1, HashMap::new);
-        }
-        let keys = &mut self.keys[slot];
-        match (keys.get_key_value(key), deadline) {
-            (Some((_, &old)), Some(new)) if old == new => {}
-            (Some((stored, &old)), new) => {
-                let stored = stored.clone();
-                self.due.remove(&(old, db, stored.clone()));
-                match new {
-                    Some(new) => {
-                        keys.insert(stored.clone(), new);
-                        self.due.insert((new, db, stored));
-                    }
-                    None => {
-                        keys.remove(key);
-                    }
-                }
-            }
-            (None, Some(new)) => {
-                let stored: Arc<[u8]> = Arc::from(key);
-                keys.insert(stored.clone(), new);
-                self.due.insert((new, db, stored));
-            }
-            (None, None) => {}
+    /// Records that `key` in database `db` is due at `deadline` at the latest.
+    pub fn add(&mut self, db: i32, key: &[u8], deadline: u64) {
+        if db >= 0 {
+            self.due.insert((deadline, db, Arc::from(key)));
         }
     }
 
-    /// The entry due first: `(deadline, db, key)`.
-    pub fn first(&self) -> Option<(u64, i32, Arc<[u8]>)> {
-        self.due.first().cloned()
+    /// The earliest deadline in the index.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.due.first().map(|(deadline, _, _)| *deadline)
     }
 
-    /// The deadline recorded for `key` in `db`.
-    pub fn get(&self, db: i32, key: &[u8]) -> Option<u64> {
-        let slot = usize::try_from(db).ok()?;
-        self.keys.get(slot)?.get(key).copied()
+    /// Takes out the earliest entry if it is due at `now`: `(db, key)`.
+    pub fn take_due(&mut self, now: u64) -> Option<(i32, Arc<[u8]>)> {
+        if self.next_deadline()? > now {
+            return None;
+        }
+        self.due.pop_first().map(|(_, db, key)| (db, key))
     }
 
-    /// Number of keys indexed.
+    /// Number of entries.
     pub fn len(&self) -> usize {
         self.due.len()
     }
 
-    /// True when no key is indexed.
+    /// True when there are no entries.
     pub fn is_empty(&self) -> bool {
         self.due.is_empty()
     }
 
     /// Follows `SWAPDB a b`: what was in one database is now in the other.
     pub fn swap_dbs(&mut self, a: i32, b: i32) {
-        let (Ok(slot_a), Ok(slot_b)) = (usize::try_from(a), usize::try_from(b)) else {
-            return;
-        };
         if a == b {
             return;
         }
-        self.keys
-            .resize_with(self.keys.len().max(slot_a.max(slot_b) + 1), HashMap::new);
-        self.keys.swap(slot_a, slot_b);
         let moved: Vec<_> = self
             .due
             .iter()
@@ -180,17 +148,15 @@ fn state() -> MutexGuard<'static, State> {
     STATE.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Records `key`'s earliest deadline in the selected database of `ctx` (`None`: it holds no roster
-/// any more) and arms the timer if that deadline is the new earliest.
-pub fn note(ctx: &Context, key: &[u8], deadline: Option<u64>) {
+/// Records that `key`, in the selected database of `ctx`, is due at `deadline` at the latest (a new
+/// roster, or an earlier deadline than before), and arms the timer if that is the new earliest.
+pub fn note(ctx: &Context, key: &[u8], deadline: u64) {
     // SAFETY: ctx is the live context of the running command or callback.
     let db = unsafe { raw::RedisModule_GetSelectedDb.expect("GetSelectedDb")(ctx.get_raw()) };
     let mut state = state();
-    state.index.set(db, key, deadline);
-    if let Some(deadline) = deadline {
-        if !state.ticking {
-            arm(ctx.get_raw(), &mut state, deadline);
-        }
+    state.index.add(db, key, deadline);
+    if !state.ticking {
+        arm(ctx.get_raw(), &mut state, deadline);
     }
 }
 
@@ -253,22 +219,21 @@ fn tick(ctx: &Context) -> Option<u64> {
     let started = Instant::now();
     let mut purged = 0usize;
     loop {
-        let (deadline, db, key) = state().index.first()?;
-        if deadline > now_us() {
-            return Some(deadline);
-        }
         if purged > 0 && started.elapsed() >= TICK_BUDGET {
-            // Due now: the next tick comes as soon as Redis has served the clients that are waiting.
-            return Some(deadline);
+            // The next tick comes as soon as Redis has served the clients that are waiting.
+            return state().index.next_deadline();
         }
-        // Forgotten first, so that a key that cannot be purged is not tried again and again.
-        state().index.set(db, &key, None);
+        // Taken out first, so that a key that cannot be purged is not tried again and again.
+        let due = state().index.take_due(now_us());
+        let Some((db, key)) = due else {
+            return state().index.next_deadline();
+        };
         purge(ctx, db, &key);
         purged += 1;
     }
 }
 
-/// Purges one channel as a command would, and re-indexes what is left of it.
+/// Purges one channel as a command would, and files what is left of it under its next deadline.
 fn purge(ctx: &Context, db: i32, key: &[u8]) {
     // SAFETY: a live context; an out-of-range db (the index outlived a config change) is an error.
     if unsafe { raw::RedisModule_SelectDb.expect("SelectDb")(ctx.get_raw(), db) }
@@ -286,10 +251,13 @@ fn purge(ctx: &Context, db: i32, key: &[u8]) {
             Ok(roster.earliest_deadline())
         },
     );
-    // Also when the purge changed nothing (an entry older than its key's real deadline): the key keeps
-    // its place in the index. A key of another type is an error here, and stays forgotten.
-    if let Ok(outcome) = outcome {
-        note(ctx, key, outcome.value);
+    // Also when the purge changed nothing (the entry was earlier than the key's real deadline). An
+    // emptied channel is deleted and a key of another type is an error here: both are dropped.
+    if let Ok(Outcome {
+        value: Some(next), ..
+    }) = outcome
+    {
+        note(ctx, key, next);
     }
 }
 
@@ -321,8 +289,9 @@ fn index_key(ctx: &Context, name: KeyName) {
     let Ok(key) = ChannelKey::open(ctx, name, raw::REDISMODULE_READ) else {
         return; // Not a roster.
     };
-    let deadline = key.roster().and_then(Roster::earliest_deadline);
-    note(ctx, store::key_bytes(name), deadline);
+    if let Some(deadline) = key.roster().and_then(Roster::earliest_deadline) {
+        note(ctx, store::key_bytes(name), deadline);
+    }
 }
 
 unsafe extern "C" fn on_role_changed(
@@ -397,47 +366,42 @@ pub fn subscribe(ctx: &Context) -> Result<(), &'static str> {
 mod tests {
     use super::*;
 
+    fn key(bytes: &[u8]) -> Arc<[u8]> {
+        Arc::from(bytes)
+    }
+
     #[test]
-    fn the_index_keeps_one_deadline_per_key_and_yields_the_earliest() {
+    fn the_index_hands_out_due_keys_earliest_first() {
         let mut index = Index::new();
-        index.set(0, b"b", Some(30));
-        index.set(0, b"a", Some(20));
-        index.set(1, b"a", Some(10));
-        assert_eq!(index.first(), Some((10, 1, Arc::from(&b"a"[..]))));
-        // A key's new deadline replaces its old one, earlier or later.
-        index.set(1, b"a", Some(40));
-        assert_eq!(index.first(), Some((20, 0, Arc::from(&b"a"[..]))));
-        index.set(0, b"a", Some(5));
-        assert_eq!(index.first(), Some((5, 0, Arc::from(&b"a"[..]))));
-        assert_eq!(index.len(), 3);
-        index.set(0, b"a", None);
-        index.set(0, b"a", None);
-        index.set(7, b"never", None);
-        index.set(-1, b"bad", Some(1));
-        assert_eq!(index.len(), 2);
-        assert_eq!(index.first(), Some((30, 0, Arc::from(&b"b"[..]))));
-        assert_eq!((index.get(0, b"a"), index.get(1, b"a")), (None, Some(40)));
+        index.add(0, b"b", 30);
+        index.add(0, b"a", 20);
+        index.add(1, b"a", 10);
+        // A second entry for a key (its deadline came forward); the same entry twice is one.
+        index.add(0, b"b", 5);
+        index.add(0, b"b", 5);
+        index.add(-1, b"bad", 1);
+        assert_eq!((index.len(), index.next_deadline()), (4, Some(5)));
+        assert_eq!(index.take_due(4), None);
+        assert_eq!(index.take_due(25), Some((0, key(b"b"))));
+        assert_eq!(index.take_due(25), Some((1, key(b"a"))));
+        assert_eq!(index.take_due(25), Some((0, key(b"a"))));
+        assert_eq!(index.take_due(25), None);
+        assert_eq!(index.next_deadline(), Some(30));
+        assert_eq!(index.take_due(u64::MAX), Some((0, key(b"b"))));
+        assert!(index.is_empty());
     }
 
     #[test]
     fn swapdb_moves_entries_between_databases() {
         let mut index = Index::new();
-        index.set(0, b"x", Some(1));
-        index.set(2, b"y", Some(2));
-        index.set(3, b"z", Some(3));
+        index.add(0, b"x", 1);
+        index.add(2, b"y", 2);
+        index.add(3, b"z", 3);
         index.swap_dbs(0, 2);
-        assert_eq!(
-            (index.get(0, b"x"), index.get(2, b"x"), index.get(0, b"y")),
-            (None, Some(1), Some(2))
-        );
-        assert_eq!(index.first(), Some((1, 2, Arc::from(&b"x"[..]))));
-        // Swapping with a database that was never used empties the other one.
-        index.swap_dbs(3, 9);
-        assert_eq!((index.get(3, b"z"), index.get(9, b"z")), (None, Some(3)));
-        index.set(9, b"z", None);
-        index.set(2, b"x", None);
-        index.set(0, b"y", None);
-        assert!(index.is_empty());
+        index.swap_dbs(3, 3);
+        assert_eq!(index.take_due(9), Some((2, key(b"x"))));
+        assert_eq!(index.take_due(9), Some((0, key(b"y"))));
+        assert_eq!(index.take_due(9), Some((3, key(b"z"))));
     }
 
     #[test]

@@ -75,6 +75,7 @@ pub fn change<T>(
             Origin::Master => 0,
         })),
     };
+    let earliest_before = roster.earliest_deadline();
     let mut journal = Journal::begin(roster);
     let result = change(roster, &mut journal, now);
 
@@ -85,12 +86,17 @@ pub fn change<T>(
     };
     if !journal.is_empty() {
         let latest_deadline = roster.latest_deadline();
+        let earliest = roster.earliest_deadline();
         match (latest_deadline, fresh) {
             (None, _) if existed => key.delete(),
             (None, _) => {}
             (Some(deadline), fresh) => {
-                if let Some(roster) = fresh {
-                    key.store(roster);
+                match (fresh, earliest, earliest_before) {
+                    (Some(roster), _, _) => key.store(roster),
+                    // The expiry index needs to hear only of a deadline that came forward: a later one
+                    // is found when the old entry is due (see `expiry`).
+                    (None, Some(now), Some(before)) if now < before => key.index(now),
+                    _ => {}
                 }
                 key.expire_at(deadline);
             }
@@ -212,8 +218,10 @@ impl ChannelKey {
         self.roster_ptr().map(|ptr| unsafe { &*ptr })
     }
 
-    /// Stores `roster` as the key's value, replacing (and freeing) any previous one.
+    /// Stores `roster` as the key's value, replacing (and freeing) any previous one, and files it in the
+    /// expiry index under its earliest deadline.
     pub fn store(&self, roster: Roster) {
+        let earliest = roster.earliest_deadline();
         let value = Box::into_raw(Box::new(roster));
         // SAFETY: the key is open for writing and the type is registered; Redis owns the box from now on.
         unsafe {
@@ -223,12 +231,19 @@ impl ChannelKey {
                 value.cast(),
             )
         };
+        if let Some(deadline) = earliest {
+            self.index(deadline);
+        }
     }
 
-    /// Follows the stored roster whose latest deadline is `deadline_us`: the key expires in Redis
-    /// [`expiry::BACKSTOP_MS`] after it (rounded up to the millisecond), and the expiry timer learns
-    /// the roster's earliest deadline, so it purges and publishes before Redis would drop the key
-    /// silently.
+    /// Tells the expiry timer that this key is due at `deadline_us`.
+    fn index(&self, deadline_us: u64) {
+        expiry::note(&Context::new(self.ctx), key_bytes(self.name), deadline_us);
+    }
+
+    /// Makes the key expire in Redis [`expiry::BACKSTOP_MS`] after `deadline_us`, its roster's latest
+    /// deadline (rounded up to the millisecond): the expiry timer purges and publishes first, and this
+    /// is only a backstop for when it cannot, since Redis deletes the key without telling anyone.
     ///
     /// Every node computes the expiry from the same deadline, so a master, its replicas and the AOF
     /// agree on it to the millisecond.
@@ -240,15 +255,12 @@ impl ChannelKey {
             // SAFETY: the key is open for writing and not empty.
             unsafe { set_abs_expire(self.key, i64::try_from(ms).unwrap_or(i64::MAX)) };
         }
-        let earliest = self.roster().and_then(Roster::earliest_deadline);
-        expiry::note(&Context::new(self.ctx), key_bytes(self.name), earliest);
     }
 
     /// Deletes the key (its roster is freed by Redis).
     pub fn delete(&self) {
         // SAFETY: the key is open for writing.
         unsafe { raw::RedisModule_DeleteKey.expect("DeleteKey")(self.key) };
-        expiry::note(&Context::new(self.ctx), key_bytes(self.name), None);
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use presence_roster::{wire, Event, EventKind};
-use presence_tests::commands::{count, join, roster, roster_of};
+use presence_tests::commands::{count, join, roster, roster_of, touch};
 use presence_tests::reply::bytes;
 use presence_tests::{unique_channel, wait_until, Cluster, Listener, RedisServer, ServerOptions};
 use redis::Value;
@@ -166,6 +166,32 @@ fn expiries_nobody_touches_are_published_within_a_second() {
          (joined between {wall_before} and {wall_after} with TTL 60000)"
     );
     kept_events.assert_nothing_published(&mut con, &kept);
+}
+
+#[test]
+fn a_deadline_moved_later_or_earlier_is_what_counts() {
+    let server = RedisServer::start();
+    let mut con = server.connect();
+    let later = unique_channel("later");
+    let earlier = unique_channel("earlier");
+    let mut later_events = Listener::subscribe(&server.url(), &later);
+    let mut earlier_events = Listener::subscribe(&server.url(), &earlier);
+    join(&mut con, &later, "c", "touched", "", &["TTL", "200"]).unwrap();
+    join(&mut con, &earlier, "c", "shortened", "", &["TTL", "60000"]).unwrap();
+    later_events.take(1);
+    earlier_events.take(1);
+    let t0 = Instant::now();
+    // A touch moves the deadline later: not expired at the old deadline, but at the new one.
+    touch(&mut con, &later, &["c", "TTL", "700"]).unwrap();
+    // A join again with a short TTL moves it earlier: expired then, not a minute later.
+    join(&mut con, &earlier, "c", "shortened", "", &["TTL", "400"]).unwrap();
+    expect_expiries(
+        &mut earlier_events,
+        &["shortened"],
+        t0 + ms(400),
+        "moved earlier",
+    );
+    expect_expiries(&mut later_events, &["touched"], t0 + ms(700), "moved later");
 }
 
 #[test]
