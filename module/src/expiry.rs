@@ -233,8 +233,16 @@ fn tick(ctx: &Context) -> Option<u64> {
     }
 }
 
+/// Debug builds (the ones the tests load) panic when the timer purges a channel whose name ends like
+/// this, so the tests can prove that a panic in the timer is caught, counted and logged, and that the
+/// timer goes on.
+pub const DEBUG_PANIC_SUFFIX: &[u8] = b"/debug-panic-in-expiry-timer";
+
 /// Purges one channel as a command would, and files what is left of it under its next deadline.
 fn purge(ctx: &Context, db: i32, key: &[u8]) {
+    if cfg!(debug_assertions) && key.ends_with(DEBUG_PANIC_SUFFIX) {
+        panic!("injected panic in the expiry timer (a channel named *{DEBUG_PANIC_SUFFIX:?})");
+    }
     // SAFETY: a live context; an out-of-range db (the index outlived a config change) is an error.
     if unsafe { raw::RedisModule_SelectDb.expect("SelectDb")(ctx.get_raw(), db) }
         != raw::Status::Ok as c_int

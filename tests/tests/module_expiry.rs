@@ -195,6 +195,26 @@ fn a_deadline_moved_later_or_earlier_is_what_counts() {
 }
 
 #[test]
+fn a_panic_in_the_timer_is_caught_and_the_timer_goes_on() {
+    let server = RedisServer::start();
+    let mut con = server.connect();
+    // Debug builds of the module panic when the timer purges a channel named like this.
+    let poisoned = format!("{}/debug-panic-in-expiry-timer", unique_channel("poisoned"));
+    let after = unique_channel("after-panic");
+    let mut listener = Listener::subscribe(&server.url(), &after);
+    let t0 = Instant::now();
+    join(&mut con, &poisoned, "c", "p", "", &["TTL", "100"]).unwrap();
+    join(&mut con, &after, "c", "a", "", &["TTL", "1300"]).unwrap();
+    listener.take(1);
+    expect_expiries(&mut listener, &["a"], t0 + ms(1300), "after a panic");
+    assert_eq!(info_field(&mut con, "presence_panics"), 1);
+    assert!(
+        server.log().contains("the expiry timer panicked"),
+        "the panic is logged"
+    );
+}
+
+#[test]
 fn replica_and_aof_hold_exactly_what_the_timer_purged() {
     let mut master = RedisServer::start_with(ServerOptions {
         server_args: args(&["--appendonly", "yes", "--appendfsync", "always"]),
