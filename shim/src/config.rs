@@ -108,20 +108,37 @@ impl Config {
         channel.starts_with(&self.prefix)
     }
 
-    /// The Redis key of `channel`'s roster, which is also the name of the shard channel the module
-    /// publishes its changes on.
-    pub fn key_of(&self, channel: &str) -> String {
-        format!("{}{channel}", self.key_prefix)
-    }
-
-    /// The channel whose key (or shard channel) is `key`; `None` if `key` is not under the prefix.
-    pub fn channel_of<'a>(&self, key: &'a str) -> Option<&'a str> {
-        key.strip_prefix(self.key_prefix.as_str())
+    /// Channel names to Redis keys and back, under [`Config::key_prefix`].
+    pub fn keys(&self) -> Keys {
+        Keys::new(&self.key_prefix)
     }
 
     /// How often the shim touches its connections.
     pub fn touch_interval(&self) -> Duration {
         self.ttl / 3
+    }
+}
+
+/// Channel names to Redis keys and back: a channel's roster is the key `<prefix><channel>`, which is
+/// also the name of the shard channel the module publishes its changes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keys(String);
+
+impl Keys {
+    /// The keys under `prefix`.
+    pub fn new(prefix: &str) -> Self {
+        Keys(prefix.to_owned())
+    }
+
+    /// The key (and shard channel) of `channel`.
+    pub fn key(&self, channel: &str) -> String {
+        format!("{}{channel}", self.0)
+    }
+
+    /// The channel whose key (or shard channel) is `key`; `None` if `key` is not under the prefix,
+    /// so not ours.
+    pub fn channel<'a>(&self, key: &'a str) -> Option<&'a str> {
+        key.strip_prefix(self.0.as_str())
     }
 }
 
@@ -162,13 +179,13 @@ mod tests {
 
     #[test]
     fn keys_are_the_channel_under_the_key_prefix() {
-        let config = Config::with_servers(["redis://127.0.0.1"]);
-        assert_eq!(config.key_of("/presence/room"), "presence:/presence/room");
+        let keys = Config::with_servers(["redis://127.0.0.1"]).keys();
+        assert_eq!(keys.key("/presence/room"), "presence:/presence/room");
         assert_eq!(
-            config.channel_of("presence:/presence/room"),
+            keys.channel("presence:/presence/room"),
             Some("/presence/room")
         );
-        assert_eq!(config.channel_of("/presence/room"), None);
-        assert_eq!(config.channel_of("chat:/presence/room"), None);
+        assert_eq!(keys.channel("/presence/room"), None);
+        assert_eq!(keys.channel("chat:/presence/room"), None);
     }
 }

@@ -1,8 +1,8 @@
 //! [`Store`]: the presence commands on the Redis server that owns each channel.
 //!
 //! Every roster change is one module command on the channel's own server, so sharding never splits a
-//! change; this file only routes and decodes. A channel's roster is the key `<key prefix><channel>`
-//! ([`Config::key_of`]): callers name channels, and nothing outside the prefix is ever read or written. Connections are redis-rs `ConnectionManager`s (one
+//! change; this file only routes and decodes. Callers name channels; each one's roster is the key
+//! `<key prefix><channel>` ([`Keys`]), and nothing outside the prefix is ever read or written. Connections are redis-rs `ConnectionManager`s (one
 //! multiplexed, self-reconnecting connection per server) or one cluster connection, never blocking a task.
 
 use std::collections::HashMap;
@@ -16,7 +16,7 @@ use redis::cluster_routing::Slot;
 use redis::io::tcp::TcpSettings;
 use redis::{Cmd, IntoConnectionInfo, Value};
 
-use crate::config::Config;
+use crate::config::{Config, Keys};
 use crate::error::ShimError;
 use crate::route::shard_of;
 
@@ -52,7 +52,7 @@ pub struct Joined {
 pub struct Store {
     backend: Backend,
     timeout: Duration,
-    key_prefix: String,
+    keys: Keys,
 }
 
 #[derive(Clone)]
@@ -97,7 +97,7 @@ impl Store {
         let store = Store {
             backend,
             timeout: config.timeout,
-            key_prefix: config.key_prefix.clone(),
+            keys: config.keys(),
         };
         store.check_module().await?;
         Ok(store)
@@ -111,7 +111,7 @@ impl Store {
         }
         // Under the prefix like every key we touch; no channel's key, since channel names start with '/'.
         let probe = redis::cmd("PRESENCE.COUNT")
-            .arg(self.key("-startup-check"))
+            .arg(self.keys.key("-startup-check"))
             .clone();
         for shard in self.shards() {
             match self.query::<Value>(shard, &probe).await {
@@ -165,11 +165,6 @@ impl Store {
         }
     }
 
-    /// The Redis key of `channel`'s roster.
-    fn key(&self, channel: &str) -> String {
-        format!("{}{channel}", self.key_prefix)
-    }
-
     /// The shard that holds `channel`.
     pub fn shard_of(&self, channel: &str) -> Shard {
         match &self.backend {
@@ -218,7 +213,7 @@ impl Store {
         ttl: Duration,
         with_roster: bool,
     ) -> Result<Joined, ShimError> {
-        let mut cmd = join_command(&self.key(channel), client, id, value, ttl);
+        let mut cmd = join_command(&self.keys.key(channel), client, id, value, ttl);
         if with_roster {
             cmd.arg("WITHROSTER");
         }
@@ -241,7 +236,7 @@ impl Store {
         value: &[u8],
         ttl: Duration,
     ) -> Result<(), ShimError> {
-        let cmd = join_command(&self.key(channel), client, id, value, ttl);
+        let cmd = join_command(&self.keys.key(channel), client, id, value, ttl);
         self.query::<Value>(self.shard_of(channel), &cmd)
             .await
             .map(drop)
@@ -250,7 +245,7 @@ impl Store {
     /// `PRESENCE.LEAVE channel client`.
     pub async fn leave(&self, channel: &str, client: &str) -> Result<(), ShimError> {
         let mut cmd = redis::cmd("PRESENCE.LEAVE");
-        cmd.arg(self.key(channel)).arg(client);
+        cmd.arg(self.keys.key(channel)).arg(client);
         self.query::<Value>(self.shard_of(channel), &cmd)
             .await
             .map(drop)
@@ -259,7 +254,7 @@ impl Store {
     /// `PRESENCE.ROSTER channel`.
     pub async fn roster(&self, channel: &str) -> Result<Roster, ShimError> {
         let mut cmd = redis::cmd("PRESENCE.ROSTER");
-        cmd.arg(self.key(channel));
+        cmd.arg(self.keys.key(channel));
         roster_from(self.query(self.shard_of(channel), &cmd).await?, "members")
     }
 
@@ -278,7 +273,7 @@ impl Store {
         for entry in batch {
             let group = match self.shard_of(&entry.0) {
                 Shard::Server(i) => TouchGroup::Server(i),
-                Shard::Cluster => TouchGroup::Slot(Slot::for_key(self.key(&entry.0))),
+                Shard::Cluster => TouchGroup::Slot(Slot::for_key(self.keys.key(&entry.0))),
             };
             groups.entry(group).or_default().push(entry);
         }
@@ -315,7 +310,7 @@ impl Store {
         let mut pipe = redis::pipe();
         for (channel, clients) in &entries {
             pipe.cmd("PRESENCE.TOUCH")
-                .arg(self.key(channel))
+                .arg(self.keys.key(channel))
                 .arg(clients)
                 .arg("TTL")
                 .arg(ttl.as_millis() as u64);

@@ -23,13 +23,14 @@ use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 
 use super::StreamSink;
+use crate::config::Keys;
 use crate::error::ShimError;
 
 /// The handle of the cluster stream.
 pub struct ClusterStream {
     /// The tasks hold it weakly, so dropping the stream closes the connection and ends them.
     connection: Arc<ClusterConnection>,
-    key_prefix: String,
+    keys: Keys,
     /// Confirmations we are waiting for, per channel.
     expected: Arc<Mutex<HashMap<String, usize>>>,
     /// The channels listened to, subscribed again after a lost connection.
@@ -55,26 +56,21 @@ impl ClusterStream {
             .response_timeout(timeout)
             .build()?;
         let connection = Arc::new(client.get_async_connection().await?);
+        let keys = Keys::new(key_prefix);
         let expected = Arc::new(Mutex::new(HashMap::new()));
         let listening = Arc::new(Mutex::new(HashSet::new()));
         let (lost, repairs) = mpsc::unbounded_channel();
-        tokio::spawn(run(
-            receiver,
-            key_prefix.to_owned(),
-            sink,
-            expected.clone(),
-            lost,
-        ));
+        tokio::spawn(run(receiver, keys.clone(), sink, expected.clone(), lost));
         tokio::spawn(repair(
             Arc::downgrade(&connection),
-            key_prefix.to_owned(),
+            keys.clone(),
             listening.clone(),
             timeout,
             repairs,
         ));
         Ok(ClusterStream {
             connection,
-            key_prefix: key_prefix.to_owned(),
+            keys,
             expected,
             listening,
             timeout,
@@ -91,7 +87,7 @@ impl ClusterStream {
             .or_default() += 1;
         self.listening.lock().unwrap().insert(channel.to_owned());
         let mut connection = (*self.connection).clone();
-        let key = format!("{}{channel}", self.key_prefix);
+        let key = self.keys.key(channel);
         match tokio::time::timeout(self.timeout, connection.ssubscribe(key)).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(error)) => Err(error.into()),
@@ -103,7 +99,7 @@ impl ClusterStream {
     pub fn unlisten(&self, channel: &str) {
         self.listening.lock().unwrap().remove(channel);
         let mut connection = (*self.connection).clone();
-        let key = format!("{}{channel}", self.key_prefix);
+        let key = self.keys.key(channel);
         tokio::spawn(async move {
             if let Err(error) = connection.sunsubscribe(&key).await {
                 tracing::debug!(%error, key, "SUNSUBSCRIBE failed");
@@ -114,7 +110,7 @@ impl ClusterStream {
 
 async fn run(
     mut pushes: mpsc::UnboundedReceiver<PushInfo>,
-    key_prefix: String,
+    keys: Keys,
     sink: Arc<dyn StreamSink>,
     expected: Arc<Mutex<HashMap<String, usize>>>,
     lost: mpsc::UnboundedSender<()>,
@@ -127,7 +123,7 @@ async fn run(
                 Some(Value::SimpleString(s)) => s.clone(),
                 _ => return None,
             };
-            key.strip_prefix(key_prefix.as_str()).map(str::to_owned)
+            keys.channel(&key).map(str::to_owned)
         };
         match push.kind {
             PushKind::SMessage => {
@@ -191,7 +187,7 @@ async fn run(
 /// channel whose subscription survived, that resync finds nothing to correct.
 async fn repair(
     connection: Weak<ClusterConnection>,
-    key_prefix: String,
+    keys: Keys,
     listening: Arc<Mutex<HashSet<String>>>,
     timeout: Duration,
     mut lost: mpsc::UnboundedReceiver<()>,
@@ -208,7 +204,7 @@ async fn repair(
             };
             let attempts = pending.iter().map(|channel| {
                 let mut connection = connection.clone();
-                let key = format!("{key_prefix}{channel}");
+                let key = keys.key(channel);
                 async move {
                     let subscribed = tokio::time::timeout(timeout, connection.ssubscribe(&key));
                     (channel.clone(), matches!(subscribed.await, Ok(Ok(()))))

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::Framed;
 
 use super::StreamSink;
+use crate::config::Keys;
 use crate::error::ShimError;
 
 enum Command {
@@ -44,7 +45,7 @@ impl ServerStream {
     ) -> Result<Self, ShimError> {
         let info = url.into_connection_info()?;
         let (commands, receiver) = mpsc::unbounded_channel();
-        let keys = Keys(key_prefix.to_owned());
+        let keys = Keys::new(key_prefix);
         tokio::spawn(run(info, keys, receiver, sink));
         Ok(ServerStream { commands, timeout })
     }
@@ -70,19 +71,6 @@ impl ServerStream {
 }
 
 type Connection = Framed<TcpStream, redis::ValueCodec>;
-
-/// Channel names to shard channel names and back.
-struct Keys(String);
-
-impl Keys {
-    fn key(&self, channel: &str) -> String {
-        format!("{}{channel}", self.0)
-    }
-
-    fn channel(&self, key: String) -> Option<String> {
-        key.strip_prefix(self.0.as_str()).map(str::to_owned)
-    }
-}
 
 /// What the task keeps across reconnections.
 struct Subscriptions {
@@ -293,7 +281,11 @@ async fn read(connection: &mut Connection, keys: &Keys) -> Result<Frame, ShimErr
         _ => String::new(),
     };
     let kind = items.first().map(text);
-    let Some(channel) = items.get(1).map(text).and_then(|key| keys.channel(key)) else {
+    let Some(channel) = items
+        .get(1)
+        .map(text)
+        .and_then(|key| keys.channel(&key).map(str::to_owned))
+    else {
         return Ok(Frame::Other);
     };
     match (kind.as_deref(), items.get(2)) {
