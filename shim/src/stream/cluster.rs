@@ -28,7 +28,8 @@ use crate::error::ShimError;
 
 /// The handle of the cluster stream.
 pub struct ClusterStream {
-    /// The tasks hold it weakly, so dropping the stream closes the connection and ends them.
+    /// The repair task holds it weakly, so dropping the stream closes the connection, which ends the
+    /// push reader, which ends the repair task.
     connection: Arc<ClusterConnection>,
     keys: Keys,
     /// Confirmations we are waiting for, per channel.
