@@ -12,12 +12,23 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// The connects this process holds, per client id: (generation, release signal).
+/// The connects this process holds, per client id, and the clients that disconnected through it.
 #[derive(Default)]
 pub(crate) struct HeldConnects {
     next: AtomicU64,
     slots: Mutex<HashMap<String, (u64, Arc<Notify>)>>,
+    /// Clients that sent `/meta/disconnect` here lately, with when. A connect of such a client is the
+    /// end of its connection, not a lost client: it is answered successfully (`reconnect: none`), as
+    /// Faye's and CometD's servers answer the connect they hold at a disconnect. CometD aborts its own
+    /// pending disconnect if a connect is answered `401 ... reconnect: handshake` before it, and its
+    /// connect may be held here, or sent while the disconnect is being handled.
+    departed: Mutex<HashMap<String, Instant>>,
 }
+
+/// How long a disconnected client's late connects are answered as ended: longer than any hold.
+const DEPARTED_FOR: Duration = Duration::from_secs(120);
+/// At most this many remembered at once (a flood of disconnects forgets the oldest first).
+const DEPARTED_MAX: usize = 100_000;
 
 /// Frees a client's hold slot when its connect ends, however it ends (answered or cancelled because the
 /// HTTP request or socket went away), unless a newer connect has taken the slot meanwhile.
@@ -44,6 +55,33 @@ impl HeldConnects {
         };
         (guard, release)
     }
+
+    /// The client asked to disconnect (before it is removed, so its connects know why it is gone).
+    fn depart(&self, client_id: &str) {
+        let now = Instant::now();
+        let mut departed = self.departed.lock().unwrap_or_else(|p| p.into_inner());
+        if departed.len() >= DEPARTED_MAX {
+            departed.retain(|_, at| now.duration_since(*at) < DEPARTED_FOR);
+            if departed.len() >= DEPARTED_MAX {
+                if let Some(oldest) = departed
+                    .iter()
+                    .min_by_key(|(_, at)| **at)
+                    .map(|(id, _)| id.clone())
+                {
+                    departed.remove(&oldest);
+                }
+            }
+        }
+        departed.insert(client_id.to_owned(), now);
+    }
+
+    /// Whether the client disconnected through this process lately.
+    fn has_departed(&self, client_id: &str) -> bool {
+        let departed = self.departed.lock().unwrap_or_else(|p| p.into_inner());
+        departed
+            .get(client_id)
+            .is_some_and(|at| at.elapsed() < DEPARTED_FOR)
+    }
 }
 
 impl HeldConnects {
@@ -61,7 +99,7 @@ impl Drop for HoldGuard<'_> {
         let mut slots = self.held.slots.lock().unwrap_or_else(|p| p.into_inner());
         if slots
             .get(&self.client_id)
-            .is_some_and(|(g, _)| *g == self.generation)
+            .is_some_and(|(generation, _)| *generation == self.generation)
         {
             slots.remove(&self.client_id);
         }
@@ -130,7 +168,24 @@ impl Server {
     /// Holds the connect until a message is queued for the client or the hold time passes, then answers
     /// with the reply and everything queued.
     async fn connect(&self, m: &Message) -> Result<Done, Error> {
-        let client_id = self.known_client(m).await?;
+        // A client that has gone is told to handshake again, unless it left by its own disconnect:
+        // then this connect is simply the end of its connection.
+        let gone = |client_id: String| {
+            if self.inner.held.has_departed(&client_id) {
+                let mut reply = reply_to(m);
+                reply.successful = Some(true);
+                let mut advice = self.advice();
+                advice.insert("reconnect".into(), json!("none"));
+                reply.advice = Some(advice);
+                Ok(Done::reply(reply))
+            } else {
+                Err(Error::ClientUnknown(client_id))
+            }
+        };
+        let client_id = match self.known_client(m).await {
+            Err(Error::ClientUnknown(client_id)) => return gone(client_id),
+            known => known?,
+        };
         let connection_type = m
             .connection_type
             .as_deref()
@@ -173,7 +228,7 @@ impl Server {
                 break queued;
             }
             if woken && !engine.client_exists(&client_id).await? {
-                return Err(Error::ClientUnknown(client_id));
+                return gone(client_id);
             }
             tokio::select! {
                 _ = signal.notified(), if !pushed => woken = true,
@@ -187,7 +242,7 @@ impl Server {
         // With deliveries in hand the client was there a moment ago; without, it may have been
         // disconnected or removed while we held its connect, and must handshake again.
         if deliveries.is_empty() && !engine.client_exists(&client_id).await? {
-            return Err(Error::ClientUnknown(client_id));
+            return gone(client_id);
         }
         engine.ping(&client_id).await?;
         let mut reply = reply_to(m);
@@ -268,6 +323,7 @@ impl Server {
 
     async fn disconnect(&self, m: &Message) -> Result<Done, Error> {
         let client_id = self.known_client(m).await?;
+        self.inner.held.depart(&client_id);
         if !self
             .remove_client(&client_id, DisconnectReason::Explicit)
             .await?

@@ -188,3 +188,51 @@ async fn one_clients_concurrent_batches_are_handled_in_arrival_order() {
         .collect();
     assert_eq!(got, (0..20).collect::<Vec<_>>());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_held_connect_ends_successfully_after_the_clients_own_disconnect() {
+    let s = crate::core_tests::server();
+    let a = handshake(&s).await;
+    let connect = json!({"channel": "/meta/connect", "clientId": a, "connectionType": "long-polling", "id": "c"});
+    let held = {
+        let (s, connect) = (s.clone(), connect.clone());
+        tokio::spawn(async move { send(&s, connect).await })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let r = send(
+        &s,
+        json!({"channel": "/meta/disconnect", "clientId": a, "id": "d"}),
+    )
+    .await;
+    assert_eq!(r[0]["successful"], json!(true), "{r:?}");
+    let r = held.await.unwrap();
+    // Not `401 ... reconnect: handshake`, on which CometD aborts its pending disconnect.
+    assert_eq!(r[0]["successful"], json!(true), "{r:?}");
+    assert_eq!(r[0]["advice"]["reconnect"], json!("none"), "{r:?}");
+    // So is one that comes late, after the disconnect was answered (CometD may send it meanwhile).
+    let r = send(&s, connect).await;
+    assert_eq!(r[0]["successful"], json!(true), "{r:?}");
+    assert_eq!(r[0]["advice"]["reconnect"], json!("none"), "{r:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_held_connect_of_a_client_removed_otherwise_must_handshake_again() {
+    let s = crate::core_tests::server();
+    let a = handshake(&s).await;
+    let connect = json!({"channel": "/meta/connect", "clientId": a, "connectionType": "long-polling", "id": "c"});
+    let held = {
+        let s = s.clone();
+        tokio::spawn(async move { send(&s, connect).await })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    s.engine().destroy_client(&a).await.unwrap();
+    let r = held.await.unwrap();
+    assert_eq!(r[0]["error"], json!(format!("401:{a}:Unknown client")));
+    assert_eq!(r[0]["advice"]["reconnect"], json!("handshake"));
+    let never =
+        json!({"channel": "/meta/connect", "clientId": "nobody", "connectionType": "long-polling"});
+    assert_eq!(
+        send(&s, never).await[0]["error"],
+        json!("401:nobody:Unknown client")
+    );
+}
