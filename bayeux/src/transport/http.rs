@@ -5,7 +5,6 @@ use axum::body::Body;
 use axum::extract::{FromRequestParts, Query, Request, State, WebSocketUpgrade};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::StreamExt;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -153,27 +152,57 @@ pub(super) async fn decode_and_process(
 
 /// A response that no cache may keep: every Bayeux answer is for one request only.
 fn uncached(body: String, content_type: &'static str, fence: ReplyFence) -> Response {
-    let length = HeaderValue::from(body.len());
     let body = if fence.is_up() {
-        // The fence goes down when hyper has taken the whole body and drops it, so the deliveries it
-        // holds back (answered on another request, perhaps another connection) leave after this reply.
-        let once = futures_util::stream::once(async move { Ok::<_, Infallible>(body) });
-        Body::from_stream(once.map(move |chunk| {
-            let _lowered_on_drop = &fence;
-            chunk
-        }))
+        Body::from_stream(LowerWhenWritten {
+            body: Some(body),
+            fence: Some(fence),
+            flushed: false,
+        })
     } else {
         Body::from(body)
     };
     let mut response = Response::new(body);
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_LENGTH, length);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(
         header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache, no-store"),
     );
     response
+}
+
+/// A reply body that lowers its fence once hyper has written the reply to the socket, so the deliveries
+/// the fence holds back (answered on another request, perhaps another connection) leave after it.
+///
+/// hyper writes what a body yields into its buffer, polls the body again, and flushes the buffer to the
+/// socket in the same turn whether or not the body was ready. So: yield the reply, then be pending once
+/// (waking at once, so the next turn comes right after the flush), and only then end and lower the fence.
+/// No length is set: with a known length hyper could finish (and drop) the body before flushing.
+struct LowerWhenWritten {
+    body: Option<String>,
+    fence: Option<ReplyFence>,
+    flushed: bool,
+}
+
+impl futures_util::Stream for LowerWhenWritten {
+    type Item = Result<String, Infallible>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if let Some(body) = self.body.take() {
+            return Poll::Ready(Some(Ok(body)));
+        }
+        if !self.flushed {
+            self.flushed = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        drop(self.fence.take());
+        Poll::Ready(None)
+    }
 }
 
 #[cfg(test)]

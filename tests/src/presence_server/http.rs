@@ -26,10 +26,33 @@ pub fn bayeux_post(addr: &str, body: &str) -> Vec<Json> {
         .split_once("\r\n\r\n")
         .unwrap_or_else(|| panic!("no HTTP body in {response:?}"));
     assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{payload}");
+    let payload = &response_body(head, payload);
     match Json::parse(payload) {
         Ok(Json::Arr(items)) => items,
         other => panic!("not a Bayeux reply array: {other:?} from {payload}"),
     }
+}
+
+/// The body of an HTTP/1.1 response: as sent, or put together from its chunks when the server sent it
+/// chunked (subscribe replies are: the server lowers their fence only once they are written).
+fn response_body(head: &str, body: &str) -> String {
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return body.to_owned();
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).expect("a chunk size");
+        if size == 0 {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+    out
 }
 
 /// The one reply on `channel` in `replies`.
