@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use bayeux::Message;
 use presence_roster::Event;
 use serde_json::{json, Value};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::claim::Claim;
 use crate::config::Config;
@@ -70,6 +70,10 @@ struct Channel {
     rev: watch::Sender<u64>,
     /// Local clients with a membership here, joined or joining.
     members: HashMap<String, Membership>,
+    /// Addressed roster messages on their way to the host, in order, sent by a task of the channel's
+    /// own: the view (and so every join's snapshot, and the stream's other channels) never waits for
+    /// a delivery, which in a big room on a shared engine is a Redis round trip to hundreds of queues.
+    outbox: mpsc::UnboundedSender<Vec<(Message, Vec<String>)>>,
 }
 
 impl Channel {
@@ -164,7 +168,7 @@ impl Presence {
             state
                 .channels
                 .entry(channel.to_owned())
-                .or_insert_with(Channel::new)
+                .or_insert_with(|| Channel::new(inner.deliver.clone()))
                 .members
                 .insert(client.to_owned(), membership)
                 .is_some()
@@ -309,11 +313,30 @@ impl State {
 }
 
 impl Channel {
-    fn new() -> Self {
+    /// A channel with no view yet, and its delivery task, which ends once the channel is dropped and
+    /// its outbox is empty.
+    fn new(deliver: Arc<dyn Deliver>) -> Self {
+        let (outbox, mut pending) = mpsc::unbounded_channel::<Vec<(Message, Vec<String>)>>();
+        tokio::spawn(async move {
+            while let Some(addressed) = pending.recv().await {
+                for (message, clients) in addressed {
+                    deliver.deliver(message, clients).await;
+                }
+            }
+        });
         Channel {
             view: ChannelView::new(),
             rev: watch::Sender::new(0),
             members: HashMap::new(),
+            outbox,
+        }
+    }
+
+    /// Queues addressed messages for delivery, after those queued before.
+    fn send(&self, addressed: Vec<(Message, Vec<String>)>) {
+        if !addressed.is_empty() {
+            // The task outlives the sender: it ends only when this channel is dropped.
+            let _ = self.outbox.send(addressed);
         }
     }
 }
@@ -324,19 +347,15 @@ impl Inner {
     }
 
     /// Applies events to the channel's view and relays the new ones, in order.
-    async fn relay(&self, channel: &str, events: Vec<Event>) {
-        let addressed = {
-            let mut state = self.state.lock().unwrap();
-            let Some(entry) = state.channels.get_mut(channel) else {
-                return; // Nobody here listens any more.
-            };
-            let fresh = entry.view.apply(events);
-            entry.rev.send_replace(entry.view.rev());
-            entry.address(channel, &fresh)
+    fn relay(&self, channel: &str, events: Vec<Event>) {
+        let mut state = self.state.lock().unwrap();
+        let Some(entry) = state.channels.get_mut(channel) else {
+            return; // Nobody here listens any more.
         };
-        for (message, clients) in addressed {
-            self.deliver.deliver(message, clients).await;
-        }
+        let fresh = entry.view.apply(events);
+        entry.rev.send_replace(entry.view.rev());
+        let addressed = entry.address(channel, &fresh);
+        entry.send(addressed);
     }
 
     /// Repairs the channel's view after a gap in the stream. Fails if the roster cannot be read; the
@@ -359,16 +378,16 @@ impl Inner {
                     membership.seen = membership.seen.map(|seen| seen.min(truth.rev));
                 }
             }
-            entry.address(channel, &diff)
+            let diff = entry.address(channel, &diff);
+            let corrections = diff.len();
+            entry.send(diff);
+            corrections
         };
         tracing::info!(
             channel,
-            corrections = diff.len(),
+            corrections = diff,
             "presence roster resynced after a stream gap"
         );
-        for (message, clients) in diff {
-            self.deliver.deliver(message, clients).await;
-        }
         Ok(())
     }
 }
@@ -380,7 +399,7 @@ struct Sink(Weak<Inner>);
 impl StreamSink for Sink {
     async fn events(&self, channel: &str, events: Vec<Event>) {
         if let Some(inner) = self.0.upgrade() {
-            inner.relay(channel, events).await;
+            inner.relay(channel, events);
         }
     }
 
