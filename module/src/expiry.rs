@@ -12,7 +12,8 @@
 //!
 //! Replicas keep the index too (their rosters change only by the master's `PRESENCE.APPLY`, which
 //! goes through the same store) but never purge by their own clock, or they would diverge from the
-//! master. A replica promoted to master starts purging at once.
+//! master: their timer only visits due entries to drop those of deleted keys and re-file the others,
+//! so the index does not grow. A replica promoted to master starts purging at once.
 //!
 //! The index is lazy, like a roster's own deadline heap: an entry may be earlier than its key's real
 //! earliest deadline, never later. A change that only pushes deadlines later (a touch, a refresh, a
@@ -99,6 +100,22 @@ impl Index {
     /// True when there are no entries.
     pub fn is_empty(&self) -> bool {
         self.due.is_empty()
+    }
+
+    /// Makes every entry due by `until` due at `at` instead (at most as late as it was).
+    pub fn pull_forward(&mut self, until: u64, at: u64) {
+        let moved: Vec<_> = self
+            .due
+            .iter()
+            .skip_while(|(deadline, _, _)| *deadline <= at)
+            .take_while(|(deadline, _, _)| *deadline <= until)
+            .cloned()
+            .collect();
+        for entry in moved {
+            self.due.remove(&entry);
+            let (_, db, key) = entry;
+            self.due.insert((at, db, key));
+        }
     }
 
     /// Follows `SWAPDB a b`: what was in one database is now in the other.
@@ -208,18 +225,15 @@ unsafe extern "C" fn on_timer(ctx: *mut raw::RedisModuleCtx, _data: *mut c_void)
     }
 }
 
-/// Purges due channels for up to [`TICK_BUDGET`]; returns when the timer should fire next.
+/// Purges (on a master) or visits (on a replica) due channels for up to [`TICK_BUDGET`]; returns when
+/// the timer should fire next.
 fn tick(ctx: &Context) -> Option<u64> {
     let flags = ctx.get_flags();
-    if !flags.contains(ContextFlags::MASTER) || flags.contains(ContextFlags::LOADING) {
-        // A replica applies its master's purges, never its own; look again later in case it is
-        // promoted without the role-change event (which arms the timer at once).
-        return (!state().index.is_empty()).then(|| now_us().saturating_add(LONGEST_SLEEP_US));
-    }
+    let master = flags.contains(ContextFlags::MASTER) && !flags.contains(ContextFlags::LOADING);
     let started = Instant::now();
-    let mut purged = 0usize;
+    let mut visited = 0usize;
     loop {
-        if purged > 0 && started.elapsed() >= TICK_BUDGET {
+        if visited > 0 && started.elapsed() >= TICK_BUDGET {
             // The next tick comes as soon as Redis has served the clients that are waiting.
             return state().index.next_deadline();
         }
@@ -228,9 +242,23 @@ fn tick(ctx: &Context) -> Option<u64> {
         let Some((db, key)) = due else {
             return state().index.next_deadline();
         };
-        purge(ctx, db, &key);
-        purged += 1;
+        if select_db(ctx, db) {
+            if master {
+                purge(ctx, &key);
+            } else {
+                refile(ctx, &key);
+            }
+        }
+        visited += 1;
     }
+}
+
+/// Selects database `db` on `ctx`; false if there is no such database (the index outlived a config
+/// change), and the entry is dropped.
+fn select_db(ctx: &Context, db: i32) -> bool {
+    // SAFETY: a live context.
+    let selected = unsafe { raw::RedisModule_SelectDb.expect("SelectDb")(ctx.get_raw(), db) };
+    selected == raw::Status::Ok as c_int
 }
 
 /// Debug builds (the ones the tests load) panic when the timer purges a channel whose name ends like
@@ -239,15 +267,9 @@ fn tick(ctx: &Context) -> Option<u64> {
 pub const DEBUG_PANIC_SUFFIX: &[u8] = b"/debug-panic-in-expiry-timer";
 
 /// Purges one channel as a command would, and files what is left of it under its next deadline.
-fn purge(ctx: &Context, db: i32, key: &[u8]) {
+fn purge(ctx: &Context, key: &[u8]) {
     if cfg!(debug_assertions) && key.ends_with(DEBUG_PANIC_SUFFIX) {
         panic!("injected panic in the expiry timer (a channel named *{DEBUG_PANIC_SUFFIX:?})");
-    }
-    // SAFETY: a live context; an out-of-range db (the index outlived a config change) is an error.
-    if unsafe { raw::RedisModule_SelectDb.expect("SelectDb")(ctx.get_raw(), db) }
-        != raw::Status::Ok as c_int
-    {
-        return;
     }
     let name = RedisString::create_from_slice(ctx.get_raw(), key);
     let outcome = store::change(
@@ -267,6 +289,30 @@ fn purge(ctx: &Context, db: i32, key: &[u8]) {
     {
         note(ctx, key, next);
     }
+}
+
+/// On a replica: files a due channel under its real earliest deadline, without changing it, or drops
+/// it if it holds no roster any more. One the master has not purged yet (the link is slow, or the
+/// master is gone) is looked at again a little later; a promotion brings it forward again.
+fn refile(ctx: &Context, key: &[u8]) {
+    let name = RedisString::create_from_slice(ctx.get_raw(), key);
+    let Ok(channel) = ChannelKey::open(ctx, KeyName(name.inner), raw::REDISMODULE_READ) else {
+        return;
+    };
+    if let Some(deadline) = channel.roster().and_then(Roster::earliest_deadline) {
+        let now = now_us();
+        let again = if deadline > now {
+            deadline
+        } else {
+            now.saturating_add(LONGEST_SLEEP_US)
+        };
+        note(ctx, key, again);
+    }
+}
+
+/// Number of entries in the index (`INFO presence`).
+pub fn index_len() -> usize {
+    state().index.len()
 }
 
 /// Keyspace events after which a key may hold a roster that no presence command stored.
@@ -310,10 +356,15 @@ unsafe extern "C" fn on_role_changed(
 ) {
     guard("the role-change handler", (), || {
         if subevent == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER {
-            // A new master purges what became due while it was a replica, now.
+            // A new master purges what became due while it was a replica, now, including what the
+            // replica's visits put off by up to a second (see `refile`).
+            let now = now_us();
             let mut state = state();
+            state
+                .index
+                .pull_forward(now.saturating_add(LONGEST_SLEEP_US), now);
             if !state.index.is_empty() && !state.ticking {
-                arm(ctx, &mut state, 0);
+                arm(ctx, &mut state, now);
             }
         }
     });
@@ -397,6 +448,29 @@ mod tests {
         assert_eq!(index.next_deadline(), Some(30));
         assert_eq!(index.take_due(u64::MAX), Some((0, key(b"b"))));
         assert!(index.is_empty());
+    }
+
+    #[test]
+    fn pulling_forward_moves_only_entries_in_the_window() {
+        let mut index = Index::new();
+        for (deadline, name) in [
+            (3, &b"early"[..]),
+            (10, b"owing"),
+            (15, b"in-win"),
+            (40, b"later"),
+        ] {
+            index.add(0, name, deadline);
+        }
+        index.pull_forward(20, 5);
+        assert_eq!(index.len(), 4);
+        let order: Vec<_> = std::iter::from_fn(|| index.take_due(u64::MAX)).collect();
+        assert_eq!(
+            order,
+            [&b"early"[..], b"in-win", b"owing", b"later"]
+                .map(|k| (0, key(k)))
+                .to_vec(),
+            "3, then the two pulled to 5 (in key order), then 40"
+        );
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub fn write_info(ctx: &InfoContext) -> RedisResult<()> {
         .field("published", PUBLISHED.get())?
         .field("errors", ERRORS.get())?
         .field("panics", PANICS.get())?
+        .field("expiry_index", crate::expiry::index_len() as i64)?
         .build_section()?
         .build_info()?;
     Ok(())

@@ -273,6 +273,37 @@ fn replica_and_aof_hold_exactly_what_the_timer_purged() {
 }
 
 #[test]
+fn the_index_forgets_channels_that_are_gone_on_masters_and_replicas() {
+    let master = RedisServer::start();
+    let replica = start_replica(&master);
+    let mut con = master.connect();
+    // Channels that come and go: each one filed in the index when created, on both nodes, then left.
+    let t0 = Instant::now();
+    for _ in 0..200 {
+        let ch = unique_channel("came-and-went");
+        join(&mut con, &ch, "c", "id", "", &["TTL", "2000"]).unwrap();
+        presence_tests::commands::leave(&mut con, &ch, "c").unwrap();
+    }
+    let stays = unique_channel("stays");
+    join(&mut con, &stays, "c", "id", "", &["TTL", "60000"]).unwrap();
+    let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut con).unwrap();
+    assert_eq!(acked, 1);
+    let mut replica_con = replica.connect();
+    for (node, con) in [("master", &mut con), ("replica", &mut replica_con)] {
+        assert_eq!(info_field(con, "presence_expiry_index"), 201, "{node}");
+    }
+    // When the entries of the deleted channels come due, each node drops them: a replica too, though
+    // it never purges, or its index would grow with every channel ever created.
+    for (node, con) in [("master", &mut con), ("replica", &mut replica_con)] {
+        wait_until(
+            &format!("the {node}'s index to keep only the live channel"),
+            (t0 + ms(2000) + BOUND).saturating_duration_since(Instant::now()),
+            || info_field(con, "presence_expiry_index") == 1,
+        );
+    }
+}
+
+#[test]
 fn a_replica_never_purges_by_clock_and_purges_once_promoted() {
     let master = RedisServer::start();
     let replica = start_replica(&master);
