@@ -224,38 +224,56 @@ fn replica_and_aof_hold_exactly_what_the_timer_purged() {
     let mut con = master.connect();
     let kept = unique_channel("repl-kept");
     let emptied = unique_channel("repl-emptied");
-    let mut kept_events = Listener::subscribe(&master.url(), &kept);
-    let mut emptied_events = Listener::subscribe(&master.url(), &emptied);
+    // Copies of one roster have the very same deadlines, so one tick purges them all, and Redis wraps
+    // what the tick replicates in MULTI/EXEC.
+    let copies: Vec<String> = (0..5).map(|_| unique_channel("repl-copy")).collect();
+    // In deadline order, so that reading one does not delay the next.
+    let mut listeners: Vec<(String, Listener)> = std::iter::once(&kept)
+        .chain(&copies)
+        .chain([&emptied])
+        .map(|ch| (ch.clone(), Listener::subscribe(&master.url(), ch)))
+        .collect();
 
     let t0 = Instant::now();
     join(&mut con, &kept, "c1", "gone", "g", &["TTL", "300"]).unwrap();
     join(&mut con, &kept, "c2", "stays", "s", &["TTL", "60000"]).unwrap();
     join(&mut con, &emptied, "c3", "last", "", &["TTL", "500"]).unwrap();
-    kept_events.take(2);
-    emptied_events.take(1);
-    expect_expiries(
-        &mut kept_events,
-        &["gone"],
-        t0 + ms(300),
-        "master kept/gone",
-    );
-    expect_expiries(
-        &mut emptied_events,
-        &["last"],
-        t0 + ms(500),
-        "master emptied/last",
-    );
+    let payload: Vec<u8> = redis::cmd("DUMP").arg(&kept).query(&mut con).unwrap();
+    for ch in &copies {
+        redis::cmd("RESTORE")
+            .arg(ch)
+            .arg(0)
+            .arg(&payload)
+            .query::<()>(&mut con)
+            .unwrap();
+    }
+    for (ch, listener) in &mut listeners {
+        let (id, due) = if *ch == emptied {
+            listener.take(1);
+            ("last", ms(500))
+        } else {
+            if *ch == kept {
+                listener.take(2);
+            }
+            ("gone", ms(300))
+        };
+        expect_expiries(listener, &[id], t0 + due, &format!("master {ch}"));
+    }
 
     let acked: i64 = redis::cmd("WAIT").arg(1).arg(5000).query(&mut con).unwrap();
     assert_eq!(acked, 1, "the replica acknowledged the timer's writes");
-    let on_master = state(&mut con, &kept);
-    assert_eq!(on_master.0 .1, roster_of(&[("stays", "s")]));
     let mut replica_con = replica.connect();
-    assert_eq!(
-        state(&mut replica_con, &kept),
-        on_master,
-        "roster, rev, counts and key expiry"
-    );
+    let mut on_master = Vec::new();
+    for ch in std::iter::once(&kept).chain(&copies) {
+        let state_on_master = state(&mut con, ch);
+        assert_eq!(state_on_master.0 .1, roster_of(&[("stays", "s")]), "{ch}");
+        assert_eq!(
+            state(&mut replica_con, ch),
+            state_on_master,
+            "{ch}: roster, rev, counts and key expiry"
+        );
+        on_master.push((ch.clone(), state_on_master));
+    }
     assert!(
         !exists(&mut con, &emptied),
         "the emptied channel is deleted"
@@ -265,10 +283,28 @@ fn replica_and_aof_hold_exactly_what_the_timer_purged() {
         "and deleted on the replica too"
     );
 
+    let aof: String = std::fs::read_dir(master.dir().join("appendonlydir"))
+        .unwrap()
+        .map(|entry| {
+            String::from_utf8_lossy(&std::fs::read(entry.unwrap().path()).unwrap()).into_owned()
+        })
+        .collect();
+    assert!(
+        aof.contains("MULTI") && aof.matches("PRESENCE.APPLY").count() >= 9,
+        "the tick that purged six channels is one transaction in the AOF:\n{aof}"
+    );
+
     // The AOF holds the same: kill -9 and start again from it.
     master.restart(None);
     let mut con = master.connect();
-    assert_eq!(state(&mut con, &kept), on_master, "log:\n{}", master.log());
+    for (ch, state_on_master) in &on_master {
+        assert_eq!(
+            &state(&mut con, ch),
+            state_on_master,
+            "{ch} after an AOF restart; log:\n{}",
+            master.log()
+        );
+    }
     assert!(!exists(&mut con, &emptied));
 }
 
