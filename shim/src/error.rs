@@ -21,9 +21,15 @@ pub enum ShimError {
     /// A client tried to publish on a presence channel: only the server speaks there.
     #[error("only the server publishes on presence channels")]
     PublishForbidden,
-    /// Redis answered with an error or could not be reached.
+    /// The module refused the command for what it is (over a limit, a key of another type, ...): the
+    /// same subscribe fails the same way every time, so it is final. Holds the reason, `LIMIT data is
+    /// 70002 bytes, over presence.max-data-bytes (65536)`; the shim's own checks word theirs the same way.
+    #[error("{0}")]
+    Refused(String),
+    /// Redis could not be reached, or answered with an error that may pass (loading, failing over, out
+    /// of memory, ...).
     #[error("Redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    Redis(redis::RedisError),
     /// Redis did not answer in time.
     #[error("Redis did not answer within {0:?}")]
     Timeout(std::time::Duration),
@@ -33,6 +39,23 @@ pub enum ShimError {
     /// The configuration is invalid.
     #[error("invalid presence configuration: {0}")]
     Config(String),
+}
+
+/// Error codes with which the module refuses a command for what it is (see `module/src/error.rs`).
+/// `ERR` is not among them: Redis itself uses it for conditions that pass, like `max number of clients
+/// reached`, and the module only for arity (a shim bug) and caught panics.
+const REFUSALS: [&str; 4] = ["LIMIT", "SYNTAX", "WRONGTYPE", "DENIED"];
+
+impl From<redis::RedisError> for ShimError {
+    fn from(error: redis::RedisError) -> Self {
+        match error.code() {
+            Some(code) if REFUSALS.contains(&code) => {
+                let detail = error.detail().unwrap_or_default();
+                ShimError::Refused(format!("{code} {detail}"))
+            }
+            _ => ShimError::Redis(error),
+        }
+    }
 }
 
 impl ShimError {
@@ -46,10 +69,61 @@ impl ShimError {
                 format!("403:{channel}:{self}")
             }
             ShimError::SeveralChannels => format!("405:{channel}:{self}"),
+            // 400, not 503: retrying cannot help, and clients retry what says "try again".
+            ShimError::Refused(why) => format!("400:{channel}:Presence refused ({why})"),
             ShimError::Config(_) => format!("500:{channel}:{self}"),
             ShimError::Redis(_) | ShimError::Timeout(_) | ShimError::Stream(_) => {
                 format!("503:{channel}:Presence is unavailable, try again ({self})")
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redis::ErrorKind;
+
+    fn server_error(code: &str, detail: &str) -> redis::RedisError {
+        // What redis-rs makes of an error reply `-<code> <detail>`.
+        let reply = format!("-{code} {detail}\r\n");
+        match redis::parse_redis_value(reply.as_bytes()) {
+            Ok(redis::Value::ServerError(e)) => e.into(),
+            other => panic!("not a server error: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_modules_refusals_are_final_and_outages_say_try_again() {
+        let limit = ShimError::from(server_error(
+            "LIMIT",
+            "data is 70002 bytes, over presence.max-data-bytes (65536)",
+        ));
+        assert_eq!(
+            limit.to_bayeux("/presence/a"),
+            "400:/presence/a:Presence refused (LIMIT data is 70002 bytes, over presence.max-data-bytes (65536))"
+        );
+        for code in ["SYNTAX", "WRONGTYPE", "DENIED"] {
+            let error = ShimError::from(server_error(code, "x"));
+            assert!(error.to_bayeux("/p/a").starts_with("400:/p/a:"), "{code}");
+        }
+        for code in ["LOADING", "OOM", "BUSY", "TRYAGAIN", "MASTERDOWN", "ERR"] {
+            let error = ShimError::from(server_error(code, "x"));
+            assert!(matches!(error, ShimError::Redis(_)), "{code}");
+            assert!(
+                error
+                    .to_bayeux("/p/a")
+                    .starts_with("503:/p/a:Presence is unavailable, try again"),
+                "{code}"
+            );
+        }
+        let io = ShimError::from(redis::RedisError::from((
+            ErrorKind::Io,
+            "connection refused",
+        )));
+        assert!(io.to_bayeux("/p/a").starts_with("503:"));
+        assert!(ShimError::Timeout(std::time::Duration::from_secs(2))
+            .to_bayeux("/p/a")
+            .starts_with("503:"));
     }
 }
