@@ -45,6 +45,12 @@ pub struct Config {
     pub secret: Option<Vec<u8>>,
     /// How long to wait for Redis before failing a subscribe. Default 2 s.
     pub timeout: Duration,
+    /// Roster events of one channel within this window go to each member as one message with every
+    /// id's net change (`{subscribe: {...}, unsubscribe: {...}}`, the format faye-presence clients
+    /// read), built once per channel and window: what keeps a big room's fill O(n) messages per window
+    /// instead of one per join per member. Zero sends each event as its own message, exactly as
+    /// faye-presence does. Default 50 ms.
+    pub batch: Duration,
 }
 
 impl Default for Config {
@@ -58,6 +64,7 @@ impl Default for Config {
             value: ValueMode::Data,
             secret: None,
             timeout: Duration::from_secs(2),
+            batch: Duration::from_millis(50),
         }
     }
 }
@@ -93,6 +100,9 @@ impl Config {
         }
         if self.ttl < Duration::from_millis(300) || self.ttl > Duration::from_secs(24 * 3600) {
             return bad("the TTL must be from 300 ms to 24 h");
+        }
+        if self.batch > Duration::from_secs(10) {
+            return bad("the batch window must be at most 10 s");
         }
         if self.timeout.is_zero() {
             return bad("the Redis timeout must not be zero");

@@ -1,12 +1,15 @@
 //! Roster messages and subscribe-reply rosters, in faye-presence's format.
 //!
-//! A roster message is published on the presence channel itself: `data` is exactly what faye-presence
-//! sends (`{subscribe: {id: value}}` or `{unsubscribe: {id: null}}`), and the revision rides in the
-//! message's `ext.presence.rev`, which old clients never look at.
+//! A roster message is published on the presence channel itself: `data` is what faye-presence sends
+//! (`{subscribe: {id: value}}` or `{unsubscribe: {id: null}}`; a batch names several ids, in both
+//! parts, as the format allows), and the revisions ride in the message's `ext.presence`, which old
+//! clients never look at: `rev`, the last revision it covers, and `from`, the first (a client whose
+//! revision is below `from - 1` missed something).
 
 use bayeux::Message;
 use presence_roster::{Event, EventKind};
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 
 /// A stored member value (JSON text written by the shim) as JSON; bytes that are not JSON (written by
 /// hand with `redis-cli`, say) come out as a string rather than being dropped.
@@ -41,6 +44,54 @@ pub fn roster_message(channel: &str, event: &Event) -> Message {
     message.data = Some(data);
     message.ext = Some(json!({ "presence": { "rev": event.rev } }));
     message
+}
+
+/// One message for a run of events (in `rev` order) to members who knew the roster as of `from - 1`:
+/// each id's net change over the run. An id that appears and leaves again is not mentioned; one that
+/// leaves and comes back is a `subscribe` with its latest value. `None` when nothing changed on the
+/// whole (the member is then told nothing, and its next message's `from` still follows what it knew).
+pub fn net_message(channel: &str, events: &[Event], from: u64) -> Option<Message> {
+    let last = events.last()?;
+    // Per id, in order of first mention: whether it was a member before the run, and its last event.
+    let mut order: Vec<&[u8]> = Vec::new();
+    let mut net: HashMap<&[u8], (bool, &Event)> = HashMap::new();
+    for event in events {
+        net.entry(&event.id[..])
+            .and_modify(|(_, latest)| *latest = event)
+            .or_insert_with(|| {
+                order.push(&event.id[..]);
+                (event.kind != EventKind::Join, event)
+            });
+    }
+    let (mut subscribe, mut unsubscribe) = (Map::new(), Map::new());
+    for id in order {
+        let (was_member, latest) = net[id];
+        match latest.kind {
+            EventKind::Join | EventKind::Update => {
+                let value = latest.data.as_deref().map_or(Value::Null, value_of);
+                subscribe.insert(id_of(id), value);
+            }
+            EventKind::Leave | EventKind::Expire if was_member => {
+                unsubscribe.insert(id_of(id), Value::Null);
+            }
+            EventKind::Leave | EventKind::Expire => {}
+        }
+    }
+    let mut data = Map::new();
+    if !subscribe.is_empty() {
+        data.insert("subscribe".into(), Value::Object(subscribe));
+    }
+    if !unsubscribe.is_empty() {
+        data.insert("unsubscribe".into(), Value::Object(unsubscribe));
+    }
+    if data.is_empty() {
+        return None;
+    }
+    let mut message = Message::default();
+    message.channel = channel.to_owned();
+    message.data = Some(Value::Object(data));
+    message.ext = Some(json!({ "presence": { "rev": last.rev, "from": from } }));
+    Some(message)
 }
 
 /// The revision of a roster message, if `message` is one.
@@ -88,6 +139,50 @@ mod tests {
             roster_message("/presence/r", &leave).data,
             Some(json!({"unsubscribe": {"ann": null}}))
         );
+    }
+
+    fn event(rev: u64, kind: EventKind, id: &str, data: Option<&str>) -> Event {
+        Event {
+            rev,
+            kind,
+            id: Bytes::from(id.as_bytes()),
+            data: data.map(|d| Bytes::from(d.as_bytes())),
+        }
+    }
+
+    #[test]
+    fn a_batch_carries_each_ids_net_change() {
+        use EventKind::*;
+        let events = [
+            event(10, Join, "ann", Some("1")),
+            event(11, Join, "bob", Some("2")),
+            event(12, Leave, "bob", None), // came and went: not mentioned
+            event(13, Leave, "cat", None), // was there: leaves
+            event(14, Expire, "dan", None), // was there: leaves
+            event(15, Join, "dan", Some("4")), // and came back: a subscribe with the latest value
+            event(16, Update, "ann", Some("5")),
+        ];
+        let message = net_message("/presence/r", &events, 10).unwrap();
+        assert_eq!(
+            message.data,
+            Some(json!({"subscribe": {"ann": 5, "dan": 4}, "unsubscribe": {"cat": null}}))
+        );
+        assert_eq!(
+            message.ext,
+            Some(json!({"presence": {"rev": 16, "from": 10}}))
+        );
+        assert_eq!(rev_of(&message), Some(16));
+    }
+
+    #[test]
+    fn a_batch_that_changes_nothing_is_no_message() {
+        use EventKind::*;
+        let events = [event(3, Join, "x", Some("1")), event(4, Expire, "x", None)];
+        assert_eq!(net_message("/presence/r", &events, 3), None);
+        assert_eq!(net_message("/presence/r", &[], 3), None);
+        // One event alone is exactly the faye-presence message.
+        let one = net_message("/presence/r", &events[..1], 3).unwrap();
+        assert_eq!(one.data, roster_message("/presence/r", &events[0]).data);
     }
 
     #[test]

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 use crate::claim::Claim;
 use crate::config::Config;
 use crate::error::ShimError;
-use crate::message::{rev_of, roster_message};
+use crate::message::{net_message, rev_of};
 use crate::store::{Shard, Store};
 use crate::stream::{ClusterStream, ServerStream, Stream, StreamSink};
 use crate::view::ChannelView;
@@ -70,29 +70,43 @@ struct Channel {
     rev: watch::Sender<u64>,
     /// Local clients with a membership here, joined or joining.
     members: HashMap<String, Membership>,
-    /// Addressed roster messages on their way to the host, in order, sent by a task of the channel's
-    /// own: the view (and so every join's snapshot, and the stream's other channels) never waits for
-    /// a delivery, which in a big room on a shared engine is a Redis round trip to hundreds of queues.
-    outbox: mpsc::UnboundedSender<Vec<(Message, Vec<String>)>>,
+    /// Events the view has applied, on their way to the members, in order, through a task of the
+    /// channel's own: the view (and so every join's snapshot, and the stream's other channels) never
+    /// waits for a delivery, which in a big room on a shared engine is a Redis round trip to hundreds
+    /// of queues. The task also batches them (see [`Config::batch`]).
+    outbox: mpsc::UnboundedSender<Vec<Event>>,
 }
 
 impl Channel {
-    /// Each event's roster message with the members to tell: those whose snapshot is older than it
-    /// (a member still waiting for its snapshot gets it in there).
-    fn address(&self, channel: &str, events: &[Event]) -> Vec<(Message, Vec<String>)> {
-        events
-            .iter()
-            .map(|event| {
-                let clients = self
-                    .members
-                    .iter()
-                    .filter(|(_, m)| m.seen.is_some_and(|seen| event.rev > seen))
-                    .map(|(client, _)| client.clone())
-                    .collect();
-                (roster_message(channel, event), clients)
-            })
-            .filter(|(_, clients): &(Message, Vec<String>)| !clients.is_empty())
-            .collect()
+    /// The roster messages for a run of events, each with the members to tell: every member gets, in
+    /// one message, the net change of the events after what it knows (its snapshot, or the last
+    /// message it was sent). Members who know the same get the same message, built once: normally all
+    /// of them, and a few that joined during the run.
+    fn address(&mut self, channel: &str, run: &[Event]) -> Vec<(Message, Vec<String>)> {
+        let Some(last) = run.last().map(|e| e.rev) else {
+            return Vec::new();
+        };
+        let mut by_knowledge: HashMap<u64, Vec<String>> = HashMap::new();
+        for (client, membership) in &self.members {
+            if let Some(told) = membership.told.filter(|told| *told < last) {
+                by_knowledge.entry(told).or_default().push(client.clone());
+            }
+        }
+        let mut addressed = Vec::with_capacity(by_knowledge.len());
+        for (told, clients) in by_knowledge {
+            let unknown = run.partition_point(|e| e.rev <= told);
+            // Nothing changed on the whole: the member is told nothing, and still knows `told`.
+            let Some(message) = net_message(channel, &run[unknown..], told + 1) else {
+                continue;
+            };
+            for client in &clients {
+                if let Some(membership) = self.members.get_mut(client) {
+                    membership.told = Some(last);
+                }
+            }
+            addressed.push((message, clients));
+        }
+        addressed
     }
 }
 
@@ -101,6 +115,8 @@ struct Membership {
     /// Roster messages at or below this revision are already in the client's snapshot; `None` until the
     /// snapshot is taken, when every roster message is held back.
     seen: Option<u64>,
+    /// The revision the client's roster is at: its snapshot's, then the last message's it was sent.
+    told: Option<u64>,
 }
 
 impl Presence {
@@ -164,11 +180,12 @@ impl Presence {
             let membership = Membership {
                 claim: claim.clone(),
                 seen: None,
+                told: None,
             };
             state
                 .channels
                 .entry(channel.to_owned())
-                .or_insert_with(|| Channel::new(inner.deliver.clone()))
+                .or_insert_with(|| Channel::new(inner, channel))
                 .members
                 .insert(client.to_owned(), membership)
                 .is_some()
@@ -255,6 +272,7 @@ impl Presence {
         let roster = entry.view.roster_json();
         if let Some(membership) = entry.members.get_mut(client) {
             membership.seen = Some(rev);
+            membership.told = Some(rev);
         }
         Ok(json!({ "subscribe": roster, "rev": rev }))
     }
@@ -315,15 +333,14 @@ impl State {
 impl Channel {
     /// A channel with no view yet, and its delivery task, which ends once the channel is dropped and
     /// its outbox is empty.
-    fn new(deliver: Arc<dyn Deliver>) -> Self {
-        let (outbox, mut pending) = mpsc::unbounded_channel::<Vec<(Message, Vec<String>)>>();
-        tokio::spawn(async move {
-            while let Some(addressed) = pending.recv().await {
-                for (message, clients) in addressed {
-                    deliver.deliver(message, clients).await;
-                }
-            }
-        });
+    fn new(inner: &Arc<Inner>, channel: &str) -> Self {
+        let (outbox, pending) = mpsc::unbounded_channel();
+        tokio::spawn(deliver_loop(
+            Arc::downgrade(inner),
+            channel.to_owned(),
+            pending,
+            inner.config.batch,
+        ));
         Channel {
             view: ChannelView::new(),
             rev: watch::Sender::new(0),
@@ -332,13 +349,70 @@ impl Channel {
         }
     }
 
-    /// Queues addressed messages for delivery, after those queued before.
-    fn send(&self, addressed: Vec<(Message, Vec<String>)>) {
-        if !addressed.is_empty() {
+    /// Queues events for the members, after those queued before.
+    fn send(&self, events: Vec<Event>) {
+        if !events.is_empty() {
             // The task outlives the sender: it ends only when this channel is dropped.
-            let _ = self.outbox.send(addressed);
+            let _ = self.outbox.send(events);
         }
     }
+}
+
+/// Delivers a channel's events to its members, in order. With a batch window, the events of a window
+/// (and any that piled up while the previous delivery was under way) go to each member as one message;
+/// without, each event is its own message, as faye-presence sends them.
+async fn deliver_loop(
+    inner: Weak<Inner>,
+    channel: String,
+    mut pending: mpsc::UnboundedReceiver<Vec<Event>>,
+    window: std::time::Duration,
+) {
+    while let Some(mut events) = pending.recv().await {
+        if !window.is_zero() {
+            tokio::time::sleep(window).await;
+            while let Ok(more) = pending.try_recv() {
+                events.extend(more);
+            }
+        }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let addressed = {
+            let mut state = inner.state.lock().unwrap();
+            let Some(entry) = state.channels.get_mut(&channel) else {
+                continue; // Dropped meanwhile: its last member is gone.
+            };
+            let mut addressed = Vec::new();
+            for run in runs(&events, !window.is_zero()) {
+                addressed.extend(entry.address(&channel, run));
+            }
+            addressed
+        };
+        for (message, clients) in addressed {
+            inner.deliver.deliver(message, clients).await;
+        }
+    }
+}
+
+/// The runs of `events` that one message may cover: each event alone when not `batching`, else the
+/// stretches of increasing revisions (revisions go back only after Redis lost data; see
+/// `Inner::resync`).
+fn runs(events: &[Event], batching: bool) -> Vec<&[Event]> {
+    if !batching {
+        return events.chunks(1).collect();
+    }
+    let mut runs = Vec::new();
+    let mut start = 0;
+    for i in 1..events.len() {
+        if events[i].rev <= events[i - 1].rev {
+            runs.push(&events[start..i]);
+            start = i;
+        }
+    }
+    if start < events.len() {
+        runs.push(&events[start..]);
+    }
+    runs
 }
 
 impl Inner {
@@ -354,8 +428,7 @@ impl Inner {
         };
         let fresh = entry.view.apply(events);
         entry.rev.send_replace(entry.view.rev());
-        let addressed = entry.address(channel, &fresh);
-        entry.send(addressed);
+        entry.send(fresh);
     }
 
     /// Repairs the channel's view after a gap in the stream. Fails if the roster cannot be read; the
@@ -376,9 +449,9 @@ impl Inner {
                 // restart from the lower revision Redis now has: snapshots must not hold them back.
                 for membership in entry.members.values_mut() {
                     membership.seen = membership.seen.map(|seen| seen.min(truth.rev));
+                    membership.told = membership.told.map(|told| told.min(truth.rev));
                 }
             }
-            let diff = entry.address(channel, &diff);
             let corrections = diff.len();
             entry.send(diff);
             corrections

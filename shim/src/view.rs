@@ -102,7 +102,7 @@ impl ChannelView {
     }
 
     /// Replaces the view with the true roster read at `rev` after a gap in the stream, and returns the
-    /// difference as events: leaves for members gone, joins for members new or changed. The second value
+    /// difference as events: leaves for members gone, joins for members new, updates for members changed. The second value
     /// is true when the revision went backwards (Redis lost data).
     ///
     /// Each correction gets its own revision, newer than anything the subscribers were told, so a client
@@ -127,14 +127,19 @@ impl ChannelView {
             }
         }
         for (id, data) in &truth {
-            if self.members.get(id) != Some(data) {
-                diff.push(Event {
-                    rev: 0,
-                    kind: EventKind::Join,
-                    id: id.clone(),
-                    data: Some(data.clone()),
-                });
-            }
+            // A member told with other data is an update: batching relies on an event's kind to know
+            // whether the id was a member before.
+            let kind = match self.members.get(id) {
+                Some(told) if told == data => continue,
+                Some(_) => EventKind::Update,
+                None => EventKind::Join,
+            };
+            diff.push(Event {
+                rev: 0,
+                kind,
+                id: id.clone(),
+                data: Some(data.clone()),
+            });
         }
         let went_back = rev < self.rev;
         let first = if went_back || rev < self.rev + diff.len() as u64 {
@@ -256,8 +261,8 @@ mod tests {
         assert_eq!(
             diff,
             vec![
-                (EventKind::Join, "changes".into()),
                 (EventKind::Join, "new".into()),
+                (EventKind::Update, "changes".into()),
                 (EventKind::Leave, "goes".into())
             ]
         );

@@ -4,8 +4,8 @@
 // stdin, one command a line: {"req": N, "op": ..., ...}. Every command is answered on stdout, once, with
 // {"ev": "done", "req": N, "ok": true, ...} or {"ev": "done", "req": N, "ok": false, "error": "..."}.
 // Besides the answers, stdout carries, in the order the clients saw them:
-//   {"ev": "msg", "client": NAME, "channel": C, "data": D, "rev": R}  every non-meta message a client
-//                                                                     receives (R: message ext.presence.rev)
+//   {"ev": "msg", "client": NAME, "channel": C, "data": D, "rev": R, "from": F}  every non-meta message a
+//                                  client receives (R, F: the message's ext.presence.rev and .from)
 //   {"ev": "fault", "client": NAME, "error": "..."}                  anything unexpected inside a client
 // Ops:
 //   create      {name, url, transport: "long-polling"|"websocket"}  a client (no traffic yet)
@@ -84,8 +84,9 @@ function makeClient(name, url, transport) {
           return true;
         });
       } else if ('data' in message) { // not a publish acknowledgement
-        const rev = message.ext && message.ext.presence ? message.ext.presence.rev : undefined;
-        emit({ ev: 'msg', client: name, channel: message.channel, data: message.data, rev: rev === undefined ? null : rev });
+        const presence = message.ext && message.ext.presence ? message.ext.presence : {};
+        const or = (v) => (v === undefined ? null : v);
+        emit({ ev: 'msg', client: name, channel: message.channel, data: message.data, rev: or(presence.rev), from: or(presence.from) });
       }
       callback(message);
     },

@@ -11,7 +11,7 @@ use presence_tests::commands::roster;
 use presence_tests::presence_server::{
     key, messages_in, Driver, Json, Observed, PresenceServer, Transport,
 };
-use presence_tests::{unique_channel, RedisServer};
+use presence_tests::{unique_channel, CpuHogs, RedisServer};
 
 /// xorshift64*: reproducible choices without a crate; the seed is in every failure message.
 struct Rng(u64);
@@ -112,7 +112,15 @@ fn churn(setup: Setup) {
     let redis = RedisServer::start();
     // A short long-poll hold, so frozen clients are timed out within the test.
     let url = redis.url();
-    let mut args = vec!["--redis", url.as_str(), "--timeout", "1"];
+    // Batching on, as by default: observers get net changes, checked id by id.
+    let mut args = vec![
+        "--redis",
+        url.as_str(),
+        "--timeout",
+        "1",
+        "--batch-ms",
+        "50",
+    ];
     if redis_engine {
         args.extend(["--engine", "redis"]);
     }
@@ -121,17 +129,32 @@ fn churn(setup: Setup) {
         .collect();
     let channel = unique_channel("churn");
 
-    // Observers: one per server and transport, in a driver of their own; they never leave.
+    // Observers: one per server and transport, in a driver of their own; they never leave. They all
+    // join at once, on a loaded CPU: each one's snapshot crosses the others' joins, and every one of
+    // them must still learn of all the others.
     let mut obs = Driver::start();
-    let mut observers = Vec::new();
+    let mut names = Vec::new();
     for (s, server) in servers.iter().enumerate() {
         for transport in Transport::ALL {
             let name = format!("obs-{s}-{}", transport.name());
             obs.client(&name, &server.url(), transport);
-            let reply = obs.join(&name, &channel, &name, Json::Null);
-            observers.push((name, Observed::from_reply(&reply)));
+            obs.connect(&name);
+            names.push(name);
         }
     }
+    let joins: Vec<_> = names
+        .iter()
+        .map(|name| (name.as_str(), channel.as_str(), name.as_str(), Json::Null))
+        .collect();
+    let replies = {
+        let _hogs = CpuHogs::start(2, Duration::from_secs(60));
+        obs.join_all(&joins)
+    };
+    let mut observers: Vec<(String, Observed)> = names
+        .into_iter()
+        .zip(&replies)
+        .map(|(name, reply)| (name, Observed::from_reply(reply)))
+        .collect();
 
     // Workers, spread over two drivers (two Node processes running their clients concurrently).
     let mut drivers = [Driver::start(), Driver::start()];

@@ -83,7 +83,8 @@ fn ids_with_separators_and_emoji_do_not_collide() {
         "😀:😀",
         "{😀} :",
         "A",
-        "",
+        // (An empty id is refused, as faye-presence refuses it: see presence_roster.rs.)
+        " ",
     ];
     for transport in Transport::ALL {
         let channel = unique_channel("ids");

@@ -203,6 +203,36 @@ impl Driver {
         }
     }
 
+    /// Like [`Driver::join`] for several clients at once: every subscribe is sent before any answer is
+    /// awaited, so they reach the servers at about the same time (the window in which a member's
+    /// snapshot and the others' joins cross). Returns each reply's `ext.presence`, in order.
+    pub fn join_all(&mut self, joins: &[(&str, &str, &str, Json)]) -> Vec<Json> {
+        let sent: Vec<u64> = joins
+            .iter()
+            .map(|(name, channel, id, data)| {
+                let presence = Json::obj(vec![("id", (*id).into()), ("data", data.clone())]);
+                let fields = vec![
+                    ("name", (*name).into()),
+                    ("channel", (*channel).into()),
+                    ("presence", presence),
+                ];
+                self.send("subscribe", fields)
+            })
+            .collect();
+        sent.into_iter()
+            .zip(joins)
+            .map(
+                |(req, (name, channel, ..))| match Self::subscribe_answer(self.answer(req)) {
+                    Ok(ext) => ext.get("presence").clone(),
+                    Err(e) => panic!(
+                        "{name} joining {channel} failed: {e}\ndriver log:\n{}",
+                        self.log()
+                    ),
+                },
+            )
+            .collect()
+    }
+
     /// Subscribes with a signed identity (see `shim/src/identity.rs`); `signed` holds `secret`,
     /// `channel_data` and optionally `client_id`, `channel`, `tamper`.
     pub fn subscribe_signed(
