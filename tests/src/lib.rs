@@ -9,18 +9,21 @@
 //! - [`commands`]: typed calls of the presence commands; [`listener`]: a shard pub/sub subscriber that
 //!   decodes roster events.
 //! - [`reply`]: reading presence replies the same way in RESP2 (flat arrays) and RESP3 (maps).
+//! - [`load`]: [`CpuHogs`], bounded busy loops that load the CPU during a test.
 //! - [`wait_until`]: polls a condition with a deadline instead of sleeping.
 //! - [`presence_server`]: the `faye-presence` binary and real Faye clients (Node) driving it end to end.
 
 pub mod cluster;
 pub mod commands;
 pub mod listener;
+pub mod load;
 pub mod presence_server;
 pub mod reply;
 pub mod server;
 
 pub use cluster::Cluster;
 pub use listener::Listener;
+pub use load::CpuHogs;
 pub use server::{module_path, RedisServer, ServerOptions};
 
 use std::time::{Duration, Instant};
