@@ -43,6 +43,14 @@ pub enum PresenceError {
         /// The configured limit.
         max: i64,
     },
+    /// A member id over `presence.max-id-bytes`.
+    #[error("LIMIT id is {len} bytes, over presence.max-id-bytes ({max})")]
+    IdTooLarge {
+        /// The size sent.
+        len: usize,
+        /// The configured limit.
+        max: i64,
+    },
     /// A new member on a channel that is full.
     #[error("LIMIT the channel has {members} members, the most presence.max-members allows")]
     ChannelFull {

@@ -2,7 +2,7 @@
 //! publishes every change in order.
 //!
 //! Load with `redis-server --loadmodule libpresence.so [default-ttl 60000] [max-data-bytes 65536]
-//! [max-members 1000000]`. The commands and their replies are documented in the README.
+//! [max-id-bytes 256] [max-members 1000000]`. The commands and their replies are documented in the README.
 //!
 //! # Layout
 //! - [`command`]: one file per command, each `parse` (pure, unit-tested) then `run`.
@@ -157,6 +157,7 @@ mod registration {
             i64: [
                 ["default-ttl", &DEFAULT_TTL_MS, DEFAULT_TTL_DEFAULT, 1, MAX_TTL_MS, ConfigurationFlags::DEFAULT, None],
                 ["max-data-bytes", &MAX_DATA_BYTES, MAX_DATA_BYTES_DEFAULT, 0, 512 * 1024 * 1024, ConfigurationFlags::DEFAULT, None],
+                ["max-id-bytes", &MAX_ID_BYTES, MAX_ID_BYTES_DEFAULT, 1, u32::MAX as i64, ConfigurationFlags::DEFAULT, None],
                 ["max-members", &MAX_MEMBERS, MAX_MEMBERS_DEFAULT, 1, i64::MAX, ConfigurationFlags::DEFAULT, None],
             ],
             string: [],

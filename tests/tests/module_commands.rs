@@ -347,6 +347,57 @@ fn configs_can_be_changed_at_runtime() {
     assert!(join(&mut con, &ch, "c", "i", "four", &[]).unwrap().joined);
 }
 
+/// Ids are bounded like data: `presence.max-id-bytes` (default 256), settable at load and at runtime;
+/// a longer id is refused with `LIMIT` and changes nothing.
+#[test]
+fn ids_over_max_id_bytes_are_refused() {
+    let server = RedisServer::start();
+    let mut con = server.connect();
+    let ch = unique_channel("max-id");
+    let max: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("presence.max-id-bytes")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(max, ["presence.max-id-bytes", "256"]);
+    assert!(
+        join(&mut con, &ch, "c1", &"i".repeat(256), "", &[])
+            .unwrap()
+            .joined
+    );
+    for len in [257, 100 * 1024] {
+        let error = error_of(
+            redis::cmd("PRESENCE.JOIN")
+                .arg(&ch)
+                .arg("c2")
+                .arg("i".repeat(len))
+                .arg("")
+                .query::<redis::Value>(&mut con),
+        );
+        assert_eq!(
+            error,
+            format!("LIMIT id is {len} bytes, over presence.max-id-bytes (256)")
+        );
+    }
+    assert_eq!(roster(&mut con, &ch).unwrap().1.len(), 1, "nothing stored");
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("presence.max-id-bytes")
+        .arg("3")
+        .query::<()>(&mut con)
+        .unwrap();
+    assert!(join(&mut con, &ch, "c3", "four", "", &[]).is_err());
+    assert!(join(&mut con, &ch, "c3", "thr", "", &[]).unwrap().joined);
+
+    let loaded = RedisServer::start_with(ServerOptions {
+        module_args: vec!["max-id-bytes".into(), "2".into()],
+        ..Default::default()
+    });
+    let mut con = loaded.connect();
+    assert!(join(&mut con, &ch, "c", "abc", "", &[]).is_err());
+    assert!(join(&mut con, &ch, "c", "ab", "", &[]).unwrap().joined);
+}
+
 #[test]
 fn info_counts_joins_leaves_and_expiries() {
     let server = RedisServer::start();

@@ -76,6 +76,13 @@ pub fn run(ctx: &Context, args: &Args) -> Result<(), PresenceError> {
             max: max_data,
         });
     }
+    let max_id = config::max_id_bytes();
+    if join.id.len() as i64 > max_id {
+        return Err(PresenceError::IdTooLarge {
+            len: join.id.len(),
+            max: max_id,
+        });
+    }
     let ttl_us = join.ttl_ms.unwrap_or_else(config::default_ttl_ms) * 1000;
     let reply = Reply::new(ctx);
     store::change(ctx, args.key()?, Origin::Client, |roster, journal, now| {
