@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use presence_roster::{wire, EventKind};
 use presence_tests::commands::{join, roster, roster_of, touch};
 use presence_tests::reply::bytes;
-use presence_tests::{unique_channel, wait_until, Listener, RedisServer};
+use presence_tests::{unique_channel, wait_until, CpuHogs, Listener, RedisServer};
 use redis::Value;
 use support::*;
 
@@ -71,6 +71,30 @@ fn expiries_nobody_touches_are_published_within_a_second() {
          (joined between {wall_before} and {wall_after} with TTL 60000)"
     );
     kept_events.assert_nothing_published(&mut con, &kept);
+}
+
+#[test]
+fn the_bound_holds_on_a_loaded_cpu() {
+    let server = RedisServer::start();
+    let mut con = server.connect();
+    let channels: Vec<(String, u64)> = (0..10)
+        .map(|n| (unique_channel("loaded"), 300 + 60 * n))
+        .collect();
+    let mut listeners: Vec<Listener> = channels
+        .iter()
+        .map(|(ch, _)| Listener::subscribe(&server.url(), ch))
+        .collect();
+    // As many busy threads as the test machine has cores: Redis now competes for every one of them.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let _hogs = CpuHogs::start(cores, Duration::from_secs(10));
+    let t0 = Instant::now();
+    for (ch, ttl) in &channels {
+        join(&mut con, ch, "c", "busy", "", &["TTL", &ttl.to_string()]).unwrap();
+    }
+    for ((ch, ttl), listener) in channels.iter().zip(&mut listeners) {
+        listener.take(1);
+        expect_expiries(listener, &["busy"], t0 + ms(*ttl), &format!("loaded {ch}"));
+    }
 }
 
 #[test]
