@@ -58,6 +58,14 @@ impl Claim {
             .filter(|id| !id.is_empty())
             .ok_or(ShimError::MissingId)?
             .to_owned();
+        // Worded as the module's own refusal, so both read alike whichever refused.
+        if id.len() > config.max_id_bytes {
+            return Err(ShimError::Refused(format!(
+                "LIMIT id is {} bytes, over presence.max-id-bytes ({})",
+                id.len(),
+                config.max_id_bytes
+            )));
+        }
         let value = match config.value {
             ValueMode::Data => object.get("data").cloned().unwrap_or(Value::Null),
             ValueMode::Object => Value::Object(object),
@@ -132,6 +140,18 @@ mod tests {
             Claim::from_ext(None, "c", "/presence/r", &config()),
             Err(ShimError::MissingId)
         ));
+    }
+
+    #[test]
+    fn an_id_over_the_limit_is_refused_without_echoing_it() {
+        let ok = json!({"presence": {"id": "i".repeat(256)}});
+        assert!(Claim::from_ext(Some(&ok), "c", "/presence/r", &config()).is_ok());
+        let long = json!({"presence": {"id": "i".repeat(100 * 1024)}});
+        let error = Claim::from_ext(Some(&long), "c", "/presence/r", &config()).unwrap_err();
+        assert_eq!(
+            error.to_bayeux("/presence/r"),
+            "400:/presence/r:Presence refused (LIMIT id is 102400 bytes, over presence.max-id-bytes (256))"
+        );
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub struct Config {
     /// instead of one per join per member. Zero sends each event as its own message, exactly as
     /// faye-presence does. Default 50 ms.
     pub batch: Duration,
+    /// The longest member id accepted, in bytes: a longer one is refused (`400`) before Redis is
+    /// asked. Keep it equal to the module's `presence.max-id-bytes`, which refuses longer ids itself
+    /// the same way. Default 256, the module's default.
+    pub max_id_bytes: usize,
 }
 
 impl Default for Config {
@@ -65,6 +69,7 @@ impl Default for Config {
             secret: None,
             timeout: Duration::from_secs(2),
             batch: Duration::from_millis(50),
+            max_id_bytes: 256,
         }
     }
 }
@@ -100,6 +105,9 @@ impl Config {
         }
         if self.ttl < Duration::from_millis(300) || self.ttl > Duration::from_secs(24 * 3600) {
             return bad("the TTL must be from 300 ms to 24 h");
+        }
+        if self.max_id_bytes == 0 {
+            return bad("the id limit must be at least 1 byte");
         }
         if self.batch > Duration::from_secs(10) {
             return bad("the batch window must be at most 10 s");
