@@ -6,7 +6,7 @@ FROM rust:1-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends libclang-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release -p presence-module -p presence-shim
+RUN cargo build --release -p presence-module -p faye-presence
 
 # The official Redis 7 image (Debian bookworm, like the build stage, so the glibc matches).
 FROM redis:7 AS redis

@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PRESENCE_SKIP_BROWSER=1 scripts/prerequisites.sh
-cargo build --release -q -p presence-module -p presence-shim
+cargo build --release -q -p presence-module -p faye-presence
 exec target/release/faye-presence "$@"

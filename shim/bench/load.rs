@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! npm ci --prefix shim/bench
-//! cargo build --release -p presence-module -p presence-shim --bins --examples
+//! cargo build --release -p presence-module -p faye-presence -p presence-shim --bins --examples
 //! target/release/examples/presence-bench [--rounds 3] [--clients 200,1000] [--probes 5] [--server ours|theirs]
 //! ```
 //!
@@ -834,11 +834,11 @@ async fn main() {
     for (path, hint) in [
         (
             &setup.server_bin,
-            "cargo build --release -p presence-module -p presence-shim --bins --examples",
+            "cargo build --release -p presence-module -p faye-presence -p presence-shim --bins --examples",
         ),
         (
             &setup.module,
-            "cargo build --release -p presence-module -p presence-shim --bins --examples",
+            "cargo build --release -p presence-module -p faye-presence -p presence-shim --bins --examples",
         ),
         (&setup.node_script, "the bench folder"),
     ] {

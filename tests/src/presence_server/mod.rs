@@ -37,7 +37,7 @@ fn workspace() -> &'static Path {
         .expect("workspace root")
 }
 
-/// Builds `faye-presence` (crate `presence-shim`) once per test binary, in the profile of this build and
+/// Builds `faye-presence` (crate `faye-presence`) once per test binary, in the profile of this build and
 /// the target directory cargo uses (`CARGO_TARGET_DIR` if set, else `<workspace>/target`).
 ///
 /// `FAYE_PRESENCE_BIN` may name an already built binary instead.
@@ -54,7 +54,7 @@ pub fn binary_path() -> &'static Path {
             "build",
             "-q",
             "-p",
-            "presence-shim",
+            "faye-presence",
             "--bin",
             "faye-presence",
         ]);
@@ -81,7 +81,7 @@ pub struct PresenceServer {
 }
 
 impl PresenceServer {
-    /// Starts `faye-presence --listen 127.0.0.1:0 <args>` and waits (at most 30 s) for its
+    /// Starts `faye-presence --listen 127.0.0.1:0 [--batch-ms 0] <args>` and waits (at most 30 s) for its
     /// `listening on ADDR` line.
     pub fn start(args: &[&str]) -> Self {
         assert!(
@@ -89,8 +89,16 @@ impl PresenceServer {
             "give the server a harness Redis with --redis or --cluster"
         );
         crate::module_path(); // the Redis servers need it anyway; build both before timing anything
+                              // Each roster event its own message, as faye-presence sends them, so tests can expect exact
+                              // message sequences; the tests of batching give `--batch-ms` themselves.
+        let batch: &[&str] = if args.contains(&"--batch-ms") {
+            &[]
+        } else {
+            &["--batch-ms", "0"]
+        };
         let mut child = Command::new(binary_path())
             .args(["--listen", "127.0.0.1:0"])
+            .args(batch)
             .args(args)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

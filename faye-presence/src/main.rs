@@ -1,8 +1,15 @@
-//! `faye-presence`: a Bayeux server at `/faye` with presence channels kept in Redis.
+//! `faye-presence`: a Bayeux server at `/faye` with presence channels kept in Redis, the program over the
+//! `presence-shim` library (which a host embeds instead).
 //!
 //! With no `--redis` and no `--cluster`, it starts its own `redis-server` with the presence module (a
 //! temporary directory, a free loopback port), and stops it on exit. Every flag is also an environment
 //! variable (`FAYE_PRESENCE_*`). `RUST_LOG` sets the log filter (default `info`).
+//!
+//! # Layout
+//! - this file: the flags ([`Args`]), turning them into the shim's and the server's configs, the engine
+//!   `--engine` names, serving until Ctrl-C or SIGTERM.
+//! - [`local_redis`]: the `redis-server` it starts for itself when given no Redis, with the module found
+//!   beside this program (`libpresence.so`, where cargo builds both) unless `--module` says otherwise.
 
 mod local_redis;
 
@@ -15,6 +22,7 @@ use bayeux_redis::{RedisEngine, RedisEngineConfig};
 use clap::{Parser, ValueEnum};
 use presence_shim::{Config, ValueMode};
 
+/// The command line; every flag is also a `FAYE_PRESENCE_*` environment variable.
 #[derive(Parser, Debug)]
 #[command(
     version,
@@ -53,6 +61,10 @@ struct Args {
     /// Seconds a connection stays present without a touch; a crashed server's members leave within it.
     #[arg(long, env = "FAYE_PRESENCE_TTL", default_value_t = 30.0)]
     ttl: f64,
+    /// Milliseconds of roster events sent to each member as one message (every id's net change);
+    /// 0 sends each event on its own, exactly as faye-presence does.
+    #[arg(long, env = "FAYE_PRESENCE_BATCH_MS", default_value_t = 50)]
+    batch_ms: u64,
     /// The member value in rosters: its `data`, or the whole presence object (faye-presence 0.0.3).
     #[arg(long, env = "FAYE_PRESENCE_VALUE", value_enum, default_value = "data")]
     value: Value,
@@ -105,6 +117,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
     config.prefix = args.prefix;
     config.key_prefix = args.key_prefix;
     config.ttl = seconds(args.ttl)?;
+    config.batch = std::time::Duration::from_millis(args.batch_ms);
     config.value = match args.value {
         Value::Data => ValueMode::Data,
         Value::Object => ValueMode::Object,
