@@ -13,7 +13,9 @@
 //! Replicas keep the index too (their rosters change only by the master's `PRESENCE.APPLY`, which
 //! goes through the same store) but never purge by their own clock, or they would diverge from the
 //! master: their timer only visits due entries to drop those of deleted keys and re-file the others,
-//! so the index does not grow. A replica promoted to master starts purging at once.
+//! so the index does not grow, and parks the keys their master has not purged yet, looking at them
+//! less and less often while the master stays away. A replica promoted to master makes every parked key
+//! due and starts purging at once.
 //!
 //! The index is lazy, like a roster's own deadline heap: an entry may be earlier than its key's real
 //! earliest deadline, never later. A change that only pushes deadlines later (a touch, a refresh, a
@@ -53,15 +55,24 @@ pub const BACKSTOP_MS: u64 = 10_000;
 /// The longest a tick purges before it lets Redis serve clients again (and then goes on).
 pub const TICK_BUDGET: Duration = Duration::from_millis(1);
 
-/// The longest the timer sleeps, even when the next deadline is further away, and how often a replica
-/// looks whether it became a master: a missed re-arm or a clock step costs at most this much.
+/// The longest the timer sleeps, even when the next deadline is further away: a missed re-arm or a
+/// clock step costs at most this much.
 const LONGEST_SLEEP_US: u64 = 1_000_000;
+
+/// The longest a replica waits before it looks again at a key its master has not purged: it looks
+/// after as long as the key has been overdue (1 s, 2 s, 4 s, ...) up to this, so a replica whose
+/// master is down for long does not spin over every channel once a second.
+const LONGEST_PARK_US: u64 = 60_000_000;
 
 /// When channel keys are due, earliest first: `(deadline, db, key)`, never later than the key's real
 /// earliest deadline, possibly earlier, and possibly several entries for one key.
+///
+/// Keys a replica found overdue (its master has not purged them yet) are parked apart, with the time
+/// to look again: a promotion makes all of them due at once, and nothing else.
 #[derive(Debug, Default)]
 pub struct Index {
     due: BTreeSet<(u64, i32, Arc<[u8]>)>,
+    parked: BTreeSet<(u64, i32, Arc<[u8]>)>,
 }
 
 impl Index {
@@ -69,6 +80,7 @@ impl Index {
     pub const fn new() -> Self {
         Index {
             due: BTreeSet::new(),
+            parked: BTreeSet::new(),
         }
     }
 
@@ -79,41 +91,49 @@ impl Index {
         }
     }
 
-    /// The earliest deadline in the index.
-    pub fn next_deadline(&self) -> Option<u64> {
-        self.due.first().map(|(deadline, _, _)| *deadline)
+    /// Parks `key`, which is overdue, until `recheck`.
+    pub fn park(&mut self, db: i32, key: &[u8], recheck: u64) {
+        if db >= 0 {
+            self.parked.insert((recheck, db, Arc::from(key)));
+        }
     }
 
-    /// Takes out the earliest entry if it is due at `now`: `(db, key)`.
+    /// When the next entry, due or parked, is to be looked at.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let first = |set: &BTreeSet<(u64, i32, Arc<[u8]>)>| set.first().map(|(at, _, _)| *at);
+        match (first(&self.due), first(&self.parked)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Takes out the earliest entry, due or parked, if it is to be looked at by `now`: `(db, key)`.
     pub fn take_due(&mut self, now: u64) -> Option<(i32, Arc<[u8]>)> {
-        if self.next_deadline()? > now {
+        let at = self.next_deadline()?;
+        if at > now {
             return None;
         }
-        self.due.pop_first().map(|(_, db, key)| (db, key))
+        let set = if self.due.first().is_some_and(|(due, _, _)| *due == at) {
+            &mut self.due
+        } else {
+            &mut self.parked
+        };
+        set.pop_first().map(|(_, db, key)| (db, key))
     }
 
-    /// Number of entries.
+    /// Number of entries, parked ones included.
     pub fn len(&self) -> usize {
-        self.due.len()
+        self.due.len() + self.parked.len()
     }
 
     /// True when there are no entries.
     pub fn is_empty(&self) -> bool {
-        self.due.is_empty()
+        self.due.is_empty() && self.parked.is_empty()
     }
 
-    /// Makes every entry due by `until` due at `at` instead (at most as late as it was).
-    pub fn pull_forward(&mut self, until: u64, at: u64) {
-        let moved: Vec<_> = self
-            .due
-            .iter()
-            .skip_while(|(deadline, _, _)| *deadline <= at)
-            .take_while(|(deadline, _, _)| *deadline <= until)
-            .cloned()
-            .collect();
-        for entry in moved {
-            self.due.remove(&entry);
-            let (_, db, key) = entry;
+    /// Makes every parked entry due at `at`.
+    pub fn unpark(&mut self, at: u64) {
+        for (_, db, key) in std::mem::take(&mut self.parked) {
             self.due.insert((at, db, key));
         }
     }
@@ -123,17 +143,17 @@ impl Index {
         if a == b {
             return;
         }
-        let moved: Vec<_> = self
-            .due
-            .iter()
-            .filter(|(_, db, _)| *db == a || *db == b)
-            .cloned()
-            .collect();
-        for entry in moved {
-            self.due.remove(&entry);
-            let (deadline, db, key) = entry;
-            self.due
-                .insert((deadline, if db == a { b } else { a }, key));
+        for set in [&mut self.due, &mut self.parked] {
+            let moved: Vec<_> = set
+                .iter()
+                .filter(|(_, db, _)| *db == a || *db == b)
+                .cloned()
+                .collect();
+            for entry in moved {
+                set.remove(&entry);
+                let (at, db, key) = entry;
+                set.insert((at, if db == a { b } else { a }, key));
+            }
         }
     }
 }
@@ -293,20 +313,23 @@ fn purge(ctx: &Context, key: &[u8]) {
 
 /// On a replica: files a due channel under its real earliest deadline, without changing it, or drops
 /// it if it holds no roster any more. One the master has not purged yet (the link is slow, or the
-/// master is gone) is looked at again a little later; a promotion brings it forward again.
+/// master is gone) is parked, to be looked at again later; a promotion makes it due at once.
 fn refile(ctx: &Context, key: &[u8]) {
     let name = RedisString::create_from_slice(ctx.get_raw(), key);
     let Ok(channel) = ChannelKey::open(ctx, KeyName(name.inner), raw::REDISMODULE_READ) else {
         return;
     };
-    if let Some(deadline) = channel.roster().and_then(Roster::earliest_deadline) {
-        let now = now_us();
-        let again = if deadline > now {
-            deadline
-        } else {
-            now.saturating_add(LONGEST_SLEEP_US)
-        };
-        note(ctx, key, again);
+    let Some(deadline) = channel.roster().and_then(Roster::earliest_deadline) else {
+        return;
+    };
+    let now = now_us();
+    if deadline > now {
+        note(ctx, key, deadline);
+    } else {
+        let wait = (now - deadline).clamp(LONGEST_SLEEP_US, LONGEST_PARK_US);
+        // SAFETY: a live context, its database selected by the tick.
+        let db = unsafe { raw::RedisModule_GetSelectedDb.expect("GetSelectedDb")(ctx.get_raw()) };
+        state().index.park(db, key, now.saturating_add(wait));
     }
 }
 
@@ -357,12 +380,10 @@ unsafe extern "C" fn on_role_changed(
     guard("the role-change handler", (), || {
         if subevent == raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER {
             // A new master purges what became due while it was a replica, now, including what the
-            // replica's visits put off by up to a second (see `refile`).
+            // replica parked (see `refile`).
             let now = now_us();
             let mut state = state();
-            state
-                .index
-                .pull_forward(now.saturating_add(LONGEST_SLEEP_US), now);
+            state.index.unpark(now);
             if !state.index.is_empty() && !state.ticking {
                 arm(ctx, &mut state, now);
             }
@@ -451,25 +472,22 @@ mod tests {
     }
 
     #[test]
-    fn pulling_forward_moves_only_entries_in_the_window() {
+    fn parked_entries_wait_apart_and_a_promotion_makes_them_due() {
         let mut index = Index::new();
-        for (deadline, name) in [
-            (3, &b"early"[..]),
-            (10, b"owing"),
-            (15, b"in-win"),
-            (40, b"later"),
-        ] {
-            index.add(0, name, deadline);
-        }
-        index.pull_forward(20, 5);
-        assert_eq!(index.len(), 4);
+        index.add(0, b"due", 10);
+        index.park(0, b"parked", 5);
+        index.park(0, b"later", 50);
+        assert_eq!((index.len(), index.next_deadline()), (3, Some(5)));
+        assert_eq!(index.take_due(7), Some((0, key(b"parked"))));
+        index.park(0, b"parked", 40);
+        index.unpark(8);
         let order: Vec<_> = std::iter::from_fn(|| index.take_due(u64::MAX)).collect();
         assert_eq!(
             order,
-            [&b"early"[..], b"in-win", b"owing", b"later"]
+            [&b"later"[..], b"parked", b"due"]
                 .map(|k| (0, key(k)))
                 .to_vec(),
-            "3, then the two pulled to 5 (in key order), then 40"
+            "both parked entries at 8 (in key order), then the one due at 10"
         );
     }
 
@@ -479,11 +497,13 @@ mod tests {
         index.add(0, b"x", 1);
         index.add(2, b"y", 2);
         index.add(3, b"z", 3);
+        index.park(0, b"p", 4);
         index.swap_dbs(0, 2);
         index.swap_dbs(3, 3);
         assert_eq!(index.take_due(9), Some((2, key(b"x"))));
         assert_eq!(index.take_due(9), Some((0, key(b"y"))));
         assert_eq!(index.take_due(9), Some((3, key(b"z"))));
+        assert_eq!(index.take_due(9), Some((2, key(b"p"))));
     }
 
     #[test]
