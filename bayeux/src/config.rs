@@ -31,6 +31,26 @@ pub struct Config {
     /// Longest one extension hook may run; past it the hook counts as failed (a `500` error on the
     /// message) so that a hung hook cannot hang requests. Default: 10 s.
     pub hook_timeout: Duration,
+    /// The most messages one request (an HTTP body or a WebSocket frame) may carry; a longer batch is
+    /// refused whole (HTTP 400), before any of it is handled. Default: 1000.
+    pub max_batch: usize,
+    /// The longest channel name (or pattern) a client may name, in bytes. Default: 512.
+    pub max_channel_bytes: usize,
+    /// The most channels one client may be subscribed to at once. Default: 1000.
+    pub max_subscriptions: usize,
+    /// How long a request's headers may take to arrive, counted from when the connection is ready for
+    /// the request: so also how long a kept-alive connection may sit idle between requests. Served by
+    /// [`crate::serve`]. Default: 10 s.
+    pub header_timeout: Duration,
+    /// A connection must deliver one whole Bayeux request (headers and body, or over a WebSocket its
+    /// first bytes) within this of being accepted, or it is closed; and every request body must be
+    /// complete within this of its headers. Served by [`crate::serve`]. Default: 10 s.
+    pub idle_timeout: Duration,
+    /// The most connections served at once by [`crate::serve`]. At the cap, or when the process runs
+    /// out of file descriptors, the oldest connection that has not yet delivered a Bayeux request is
+    /// closed to make room; with none to close, the new one is answered `503` and closed.
+    /// Default: 10,000.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -42,6 +62,12 @@ impl Default for Config {
             max_body: 1 << 20,
             mount: "/faye".into(),
             hook_timeout: Duration::from_secs(10),
+            max_batch: 1000,
+            max_channel_bytes: 512,
+            max_subscriptions: 1000,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(10),
+            max_connections: 10_000,
         }
         .with_timeout(Duration::from_secs(30))
     }
@@ -79,6 +105,42 @@ impl Config {
         self
     }
 
+    /// Sets `max_batch`.
+    pub fn with_max_batch(mut self, max_batch: usize) -> Self {
+        self.max_batch = max_batch;
+        self
+    }
+
+    /// Sets `max_channel_bytes`.
+    pub fn with_max_channel_bytes(mut self, max_channel_bytes: usize) -> Self {
+        self.max_channel_bytes = max_channel_bytes;
+        self
+    }
+
+    /// Sets `max_subscriptions`.
+    pub fn with_max_subscriptions(mut self, max_subscriptions: usize) -> Self {
+        self.max_subscriptions = max_subscriptions;
+        self
+    }
+
+    /// Sets `header_timeout`.
+    pub fn with_header_timeout(mut self, header_timeout: Duration) -> Self {
+        self.header_timeout = header_timeout;
+        self
+    }
+
+    /// Sets `idle_timeout`.
+    pub fn with_idle_timeout(mut self, idle_timeout: Duration) -> Self {
+        self.idle_timeout = idle_timeout;
+        self
+    }
+
+    /// Sets `max_connections`.
+    pub fn with_max_connections(mut self, max_connections: usize) -> Self {
+        self.max_connections = max_connections;
+        self
+    }
+
     /// Sets `mount`.
     pub fn with_mount(mut self, mount: impl Into<String>) -> Self {
         self.mount = mount.into();
@@ -102,6 +164,15 @@ impl Config {
         if self.max_body < 1024 {
             return bad("max_body must be at least 1024 bytes");
         }
+        if self.max_batch == 0 || self.max_subscriptions == 0 || self.max_connections == 0 {
+            return bad("max_batch, max_subscriptions and max_connections must be at least 1");
+        }
+        if self.max_channel_bytes < 2 {
+            return bad("max_channel_bytes must be at least 2 (a channel is at least `/x`)");
+        }
+        if self.header_timeout.is_zero() || self.idle_timeout.is_zero() {
+            return bad("header_timeout and idle_timeout must be positive");
+        }
         if !self.mount.starts_with('/') || self.mount.len() < 2 || self.mount.ends_with('/') {
             return bad("mount must look like /faye");
         }
@@ -123,6 +194,14 @@ mod tests {
         assert!(short.validate().is_err());
         assert!(c.clone().with_mount("faye").validate().is_err());
         assert!(c.clone().with_mount("/faye/").validate().is_err());
-        assert!(c.with_max_body(10).validate().is_err());
+        assert!(c.clone().with_max_body(10).validate().is_err());
+        assert!(c.clone().with_max_batch(0).validate().is_err());
+        assert!(c.clone().with_max_channel_bytes(1).validate().is_err());
+        assert!(c
+            .clone()
+            .with_idle_timeout(Duration::ZERO)
+            .validate()
+            .is_err());
+        assert!(c.with_max_connections(0).validate().is_err());
     }
 }

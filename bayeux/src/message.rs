@@ -66,6 +66,71 @@ pub struct Message {
     pub other: Map<String, Value>,
 }
 
+/// Reads a decoded request body (an array of messages or a single message) into messages, after
+/// checking its size ([`crate::Config::max_batch`]): an element that is not a well-formed message, or
+/// crosses a bound ([`Message::check_bounds`]), gets an error reply of its own (the second list); a
+/// body that is neither an array nor an object, or holds too many messages, is an
+/// [`crate::Error::BadRequest`] (transports answer HTTP 400).
+pub(crate) fn decode_batch(
+    body: Value,
+    config: &crate::Config,
+) -> Result<(Vec<Message>, Vec<crate::Outbound>), crate::Error> {
+    use crate::Error;
+    let items = match body {
+        Value::Array(items) => items,
+        obj @ Value::Object(_) => vec![obj],
+        _ => {
+            return Err(Error::BadRequest(
+                "body must be a message or an array".into(),
+            ))
+        }
+    };
+    if items.len() > config.max_batch {
+        return Err(Error::BadRequest(format!(
+            "{} messages in one request, over the {} allowed",
+            items.len(),
+            config.max_batch
+        )));
+    }
+    let mut bad = Vec::new();
+    let mut good = Vec::new();
+    for item in items {
+        // The reply names the request's channel, unless that is the oversized part.
+        let channel = item
+            .get("channel")
+            .and_then(Value::as_str)
+            .filter(|c| c.len() <= config.max_channel_bytes)
+            .map(str::to_owned);
+        let id = item.get("id").cloned();
+        match Message::from_value(item).and_then(|m| m.check_bounds(config).map(|()| m)) {
+            Ok(m) => good.push(m),
+            Err(e) => {
+                let mut reply = Message::new(channel.unwrap_or_default());
+                reply.id = id;
+                reply.successful = Some(false);
+                reply.error = Some(e.to_bayeux());
+                if e.needs_handshake() {
+                    let mut advice = Map::new();
+                    advice.insert("reconnect".into(), Value::from("handshake"));
+                    reply.advice = Some(advice);
+                }
+                bad.push(crate::Outbound::new(reply));
+            }
+        }
+    }
+    Ok((good, bad))
+}
+
+/// Whether `id` could be a client id an engine handed out: 1 to 64 ASCII letters, digits, `-` or `_`
+/// (the memory and Redis engines hand out 25 base-36 digits). Anything else is unknown without a
+/// lookup, so a megabyte of "client id" never reaches an engine or an error text.
+pub fn is_plausible_client_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Deserializes a field that is present, even as `null`, into `Some`, so that `"data": null` (a valid
 /// publish) is told apart from a missing `data` (an error).
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
@@ -109,6 +174,52 @@ impl Message {
             return Err(crate::Error::BadRequest("message is not an object".into()));
         }
         serde_json::from_value(value).map_err(|e| crate::Error::BadRequest(e.to_string()))
+    }
+
+    /// Checks the bounds on what a client controls, before the message reaches extensions or
+    /// handlers: every channel it names within [`crate::Config::max_channel_bytes`], no longer a
+    /// subscription list than [`crate::Config::max_subscriptions`], and a client id of the form
+    /// [`is_plausible_client_id`]. The errors quote no oversized bytes.
+    pub fn check_bounds(&self, config: &crate::Config) -> Result<(), crate::Error> {
+        use crate::Error;
+        if let Some(id) = &self.client_id {
+            // The handshake ignores any client id; the other channels look it up.
+            if self.channel != "/meta/handshake" && !id.is_empty() && !is_plausible_client_id(id) {
+                return Err(Error::ClientUnknown(id.clone()));
+            }
+        }
+        let max = config.max_channel_bytes;
+        let over = |name: &str| Error::OverLimit {
+            field: "channel".into(),
+            why: format!(
+                "channel name is {} bytes, over the {max} allowed",
+                name.len()
+            ),
+        };
+        if self.channel.len() > max {
+            return Err(over(&self.channel));
+        }
+        if let Some(Value::Array(list)) = &self.subscription {
+            if list.len() > config.max_subscriptions {
+                return Err(Error::OverLimit {
+                    field: "subscription".into(),
+                    why: format!(
+                        "{} channels in one subscribe, over the {} subscriptions a client may hold",
+                        list.len(),
+                        config.max_subscriptions
+                    ),
+                });
+            }
+        }
+        let names: Vec<&str> = match &self.subscription {
+            Some(Value::String(one)) => vec![one.as_str()],
+            Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        if let Some(name) = names.into_iter().find(|c| c.len() > max) {
+            return Err(over(name));
+        }
+        Ok(())
     }
 
     /// The message as a JSON value.
@@ -158,6 +269,15 @@ mod tests {
         assert_eq!(m.subscriptions(), None);
         m.subscription = Some(json!([]));
         assert_eq!(m.subscriptions(), None);
+    }
+
+    #[test]
+    fn plausible_client_ids() {
+        assert!(is_plausible_client_id(&crate::engine::new_client_id()));
+        assert!(is_plausible_client_id("a-b_C9"));
+        for bad in ["", "a b", "a:b", "é", &"x".repeat(65)] {
+            assert!(!is_plausible_client_id(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -276,6 +276,8 @@ impl Server {
         let (client_id, channels) = self.subscription_request(m).await?;
         let engine = &self.inner.engine;
         engine.ping(&client_id).await?;
+        self.within_subscription_bound(&client_id, &channels)
+            .await?;
         let mut added = Vec::new();
         for ch in channels {
             match engine.subscribe(&client_id, &ch).await {
@@ -298,6 +300,30 @@ impl Server {
             deliveries: Vec::new(),
             subscribed: added,
         })
+    }
+
+    /// Refuses a subscribe that would leave the client with more than
+    /// [`crate::Config::max_subscriptions`] channels (channels it already has cost nothing).
+    async fn within_subscription_bound(
+        &self,
+        client_id: &str,
+        channels: &[String],
+    ) -> Result<(), Error> {
+        let max = self.inner.config.max_subscriptions;
+        let have = self.inner.engine.subscriptions(client_id).await?;
+        let mut new: Vec<&String> = channels.iter().filter(|c| !have.contains(c)).collect();
+        new.sort();
+        new.dedup();
+        if have.len() + new.len() > max {
+            return Err(Error::OverLimit {
+                field: channels.first().cloned().unwrap_or_default(),
+                why: format!(
+                    "subscribing would make {}, over the {max} subscriptions a client may hold",
+                    have.len() + new.len()
+                ),
+            });
+        }
+        Ok(())
     }
 
     async fn unsubscribe(&self, m: &Message) -> Result<Done, Error> {

@@ -194,34 +194,7 @@ impl Server {
 
     /// Like [`Server::answer`] for a decoded JSON body, as [`Server::process_json`] reads it.
     pub async fn answer_json(&self, body: Value) -> Result<Answer, Error> {
-        let items = match body {
-            Value::Array(items) => items,
-            obj @ Value::Object(_) => vec![obj],
-            _ => {
-                return Err(Error::BadRequest(
-                    "body must be a message or an array".into(),
-                ))
-            }
-        };
-        let mut bad = Vec::new();
-        let mut good = Vec::new();
-        for item in items {
-            let channel = item
-                .get("channel")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            let id = item.get("id").cloned();
-            match Message::from_value(item) {
-                Ok(m) => good.push(m),
-                Err(e) => {
-                    let mut reply = Message::new(channel.unwrap_or_default());
-                    reply.id = id;
-                    reply.successful = Some(false);
-                    reply.error = Some(e.to_bayeux());
-                    bad.push(Outbound::new(reply));
-                }
-            }
-        }
+        let (good, bad) = crate::message::decode_batch(body, &self.inner.config)?;
         let mut answer = self.answer(good).await;
         answer.replies.extend(bad);
         Ok(answer)
