@@ -85,7 +85,7 @@ mod registration {
     fn init(ctx: &Context, _args: &[RedisString]) -> Status {
         // SAFETY: reading function pointers that Redis filled in at module init.
         if unsafe { raw::RedisModule_PublishMessageShard }.is_none() {
-            ctx.log_warning("presence: this Redis has no shard pub/sub (RedisModule_PublishMessageShard); Redis 7.0 or newer is required");
+            crate::guard::log_warning("presence: this Redis has no shard pub/sub (RedisModule_PublishMessageShard); Redis 7.0 or newer is required");
             return Status::Err;
         }
         // A damaged RESTORE payload or RDB makes the data type's loads fail, and without this option
@@ -128,14 +128,14 @@ mod registration {
                 )
             };
             if created != raw::Status::Ok as c_int {
-                ctx.log_warning(&format!("presence: could not create command {name:?}"));
+                crate::guard::log_warning(&format!("presence: could not create command {name:?}"));
                 return Status::Err;
             }
         }
         // Replaces the module's default INFO handler with ours.
         raw::register_info_function(ctx.get_raw(), Some(info));
         if let Err(why) = crate::expiry::subscribe(ctx) {
-            ctx.log_warning(&format!("presence: {why}"));
+            crate::guard::log_warning(&format!("presence: {why}"));
             return Status::Err;
         }
         Status::Ok
