@@ -138,9 +138,9 @@ impl Server {
     /// [`Server::deliver_to_many`]) to the client on a channel it is subscribing to wait, so none
     /// overtakes the subscribe reply (see the `fence` module).
     ///
-    /// One client's batches are handled one at a time, in the order they reach the server (Faye's
-    /// long-polling transport splits a burst of publishes over several concurrent requests), so its
-    /// messages keep their order. A `/meta/connect` is handled after every other message of the batch
+    /// One client's batches are handled one at a time, in the order of their message ids (Faye's
+    /// long-polling transport splits a burst of publishes over several concurrent requests, which may
+    /// arrive in another order), so its messages keep their order (see the `turns` module). A `/meta/connect` is handled after every other message of the batch
     /// (so a publish sent with it is not held up), and outside that turn: it is held until something is
     /// queued for the client or the timeout passes, except in a batch that also subscribes, whose connect
     /// is answered at once (the deliveries the subscribe's fence holds back can only follow the reply).
@@ -153,7 +153,11 @@ impl Server {
         {
             let sender = others.iter().find_map(|m| m.client_id.clone());
             let _turn = match &sender {
-                Some(client_id) => Some(self.inner.turns.take(client_id).await),
+                Some(client_id) => {
+                    let ids: Vec<&Value> = others.iter().filter_map(|m| m.id.as_ref()).collect();
+                    let held: Vec<&Value> = connects.iter().filter_map(|m| m.id.as_ref()).collect();
+                    Some(self.inner.turns.take(client_id, &ids, &held).await)
+                }
                 None => None,
             };
             for message in others {
@@ -206,27 +210,6 @@ impl Server {
     pub async fn publish(&self, message: Message) -> Result<(), Error> {
         check_publishable(&message)?;
         self.inner.engine.publish(&strip(message)).await
-    }
-
-    /// Delivers a message to this process's own subscribers of its channel only (see
-    /// [`Engine::publish_local`]): for messages every process receives anyway from a source of its own,
-    /// which would be delivered twice if published through a shared engine. (The presence shim uses
-    /// [`Server::deliver_to_many`] instead, addressing each member, so roster messages follow a member
-    /// that polls another process.)
-    pub async fn deliver_local(&self, message: Message) -> Result<(), Error> {
-        check_publishable(&message)?;
-        self.inner.engine.publish_local(&strip(message)).await
-    }
-
-    /// Delivers a message to one client, whatever its subscriptions (through the outgoing hooks like
-    /// any delivery); `Ok(false)` if the client is unknown. For per-client corrections, such as resending
-    /// a roster to a client that missed updates.
-    pub async fn deliver_to(&self, client_id: &str, message: Message) -> Result<bool, Error> {
-        check_publishable(&message)?;
-        self.inner
-            .engine
-            .queue_for(client_id, &strip(message))
-            .await
     }
 
     /// Delivers a message to each of `client_ids` (through the outgoing hooks like any delivery),
@@ -310,6 +293,7 @@ impl Server {
         let Some(channels) = self.inner.engine.destroy_client(client_id).await? else {
             return Ok(false);
         };
+        self.inner.turns.forget(client_id);
         let unsub_reason = match reason {
             DisconnectReason::Explicit => UnsubscribeReason::Disconnect,
             DisconnectReason::Timeout => UnsubscribeReason::Timeout,

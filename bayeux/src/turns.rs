@@ -1,58 +1,226 @@
-//! Turns: one client's batches are handled one at a time, in the order they reach the server.
+//! Turns: one client's batches are handled one at a time, in the order the client sent them.
 //!
 //! Faye's long-polling transport splits a burst of publishes into several HTTP requests sent back to
-//! back, which arrive on separate connections and would otherwise be handled concurrently: with an engine
-//! that awaits Redis per publish, their messages interleave (`[37, 19, 0, 38, 20, 1, ...]`) and every
-//! subscriber sees one publisher's messages out of order. Waiting for the client's turn keeps the order
-//! in which the requests reached the server. (Connects are not taken in turn: they are held for long.)
+//! back. They travel on separate connections (a new one may need a handshake while the next goes on a
+//! kept-alive one), so they can reach the server in another order, and would otherwise be handled
+//! concurrently: with an engine that awaits Redis per publish, their messages interleave
+//! (`[37, 19, 0, 38, 20, 1, ...]`) and every subscriber sees one publisher's messages out of order.
+//!
+//! Faye and CometD number a client's messages with a counter (Faye in base 36, CometD in decimal), and
+//! so do most Bayeux clients. A batch waits for its turn: until no other batch of its client is being
+//! handled, no batch with lower ids is waiting, and every lower id has arrived (in any batch, held
+//! connects included) or [`GAP_WAIT`] has passed (a message may never come here: dropped by a client
+//! extension, or sent to another process). Batches whose ids are not counters go in arrival order.
+//! Connects are not handled in turn (they are held for long); their ids count as arrived.
 
-use std::collections::HashMap;
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
-/// Per client id, the lock whose holder's batch is being handled. Entries exist only while some batch of
-/// that client is handled or waiting.
+/// How long a batch waits for lower-numbered messages of its client that have not arrived.
+pub(crate) const GAP_WAIT: Duration = Duration::from_millis(100);
+
+/// A client's turns are forgotten after this long without a batch (its removal forgets them at once).
+const IDLE: Duration = Duration::from_secs(600);
+
+/// Per client id, whose batch goes next.
 #[derive(Default)]
 pub(crate) struct Turns {
-    lanes: Mutex<HashMap<String, Arc<AsyncMutex<()>>>>,
+    lanes: Mutex<HashMap<String, Lane>>,
 }
 
-/// The client's turn; the next batch of the client goes when this is dropped.
+struct Lane {
+    /// Whether the client's ids have shown a letter: base 36 (Faye) rather than decimal (CometD).
+    base36: bool,
+    /// Every id below this has arrived (or been given up on); `None` until the first one.
+    low: Option<u64>,
+    /// Ids at or above `low` that have arrived.
+    above: BTreeSet<u64>,
+    /// Batches waiting, by (first id, arrival).
+    waiting: BTreeSet<(u64, u64)>,
+    /// A batch is being handled.
+    busy: bool,
+    /// Arrivals so far: the tie-breaker, and the order of batches without counter ids.
+    arrivals: u64,
+    /// Woken on every change.
+    changed: Arc<Notify>,
+    last_used: Instant,
+}
+
+impl Lane {
+    fn new() -> Self {
+        Lane {
+            base36: false,
+            low: None,
+            above: BTreeSet::new(),
+            waiting: BTreeSet::new(),
+            busy: false,
+            arrivals: 0,
+            changed: Arc::new(Notify::new()),
+            last_used: Instant::now(),
+        }
+    }
+
+    /// A message id as a counter value, learning the client's base on the way.
+    fn counter(&mut self, id: &Value) -> Option<u64> {
+        let text = match id {
+            Value::Number(n) => return n.as_u64(),
+            Value::String(s) if !s.is_empty() && s.len() <= 12 => s,
+            _ => return None,
+        };
+        if !text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        {
+            return None;
+        }
+        // Faye's ids are digits only up to 9, then letters: by its tenth message the base is known, and
+        // single digits mean the same in both bases.
+        if text.bytes().any(|b| b.is_ascii_lowercase()) {
+            self.base36 = true;
+        }
+        u64::from_str_radix(text, if self.base36 { 36 } else { 10 }).ok()
+    }
+
+    /// Records that `id` arrived.
+    fn arrived(&mut self, id: u64) {
+        match self.low {
+            None => self.low = Some(id + 1),
+            Some(low) if id < low => {}
+            Some(_) => {
+                self.above.insert(id);
+            }
+        }
+        self.advance();
+    }
+
+    /// Moves `low` past every id that has arrived.
+    fn advance(&mut self) {
+        let Some(mut low) = self.low else { return };
+        while self.above.remove(&low) {
+            low += 1;
+        }
+        self.low = Some(low);
+    }
+
+    /// Gives up waiting for the ids below `id`.
+    fn skip_to(&mut self, id: u64) {
+        if self.low.is_some_and(|low| low < id) {
+            self.low = Some(id);
+            self.above = self.above.split_off(&id);
+            self.advance();
+        }
+    }
+}
+
+/// A batch's place in its client's order; the next batch goes when this is dropped.
 pub(crate) struct Turn<'a> {
     turns: &'a Turns,
     client_id: String,
-    guard: Option<OwnedMutexGuard<()>>,
 }
 
 impl Turns {
-    /// Waits for `client_id`'s turn. tokio's mutex is fair: waiters get it in the order they asked.
-    pub(crate) async fn take(&self, client_id: &str) -> Turn<'_> {
-        let lane = self
-            .lanes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(client_id.to_owned())
-            .or_default()
-            .clone();
-        Turn {
-            turns: self,
-            client_id: client_id.to_owned(),
-            guard: Some(lane.lock_owned().await),
+    fn lanes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lane>> {
+        self.lanes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits for the turn of `client_id`'s batch whose non-connect messages have `ids` (connects'
+    /// ids in `held`, which only count as arrived).
+    pub(crate) async fn take<'a>(
+        &'a self,
+        client_id: &str,
+        ids: &[&Value],
+        held: &[&Value],
+    ) -> Turn<'a> {
+        let now = Instant::now();
+        let (key, changed) = {
+            let mut lanes = self.lanes();
+            if lanes.len() > 10_000 {
+                lanes.retain(|_, lane| {
+                    lane.busy
+                        || !lane.waiting.is_empty()
+                        || now.duration_since(lane.last_used) < IDLE
+                });
+            }
+            let lane = lanes.entry(client_id.to_owned()).or_insert_with(Lane::new);
+            lane.last_used = now;
+            lane.arrivals += 1;
+            let counters: Vec<u64> = ids.iter().filter_map(|id| lane.counter(id)).collect();
+            let held: Vec<u64> = held.iter().filter_map(|id| lane.counter(id)).collect();
+            for id in held {
+                lane.arrived(id);
+            }
+            let first = match counters.iter().min() {
+                Some(&first) if counters.len() == ids.len() => Some(first),
+                _ => None,
+            };
+            for &id in &counters {
+                lane.arrived(id);
+            }
+            // Without counters, a batch takes the place of the last id that has arrived: it goes after
+            // what arrived before it, in arrival order, and waits for no gap.
+            let place = first.unwrap_or_else(|| lane.low.map_or(0, |low| low.saturating_sub(1)));
+            let key = (place, lane.arrivals);
+            lane.waiting.insert(key);
+            lane.changed.notify_waiters();
+            (key, lane.changed.clone())
+        };
+        let deadline = now + GAP_WAIT;
+        loop {
+            let notified = changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut lanes = self.lanes();
+                let lane = lanes
+                    .get_mut(client_id)
+                    .expect("a waiting batch keeps its lane");
+                let next = lane.waiting.first() == Some(&key);
+                let complete = lane.low.is_none_or(|low| key.0 < low);
+                if !lane.busy && next && (complete || Instant::now() >= deadline) {
+                    lane.waiting.remove(&key);
+                    lane.busy = true;
+                    lane.skip_to(key.0);
+                    return Turn {
+                        turns: self,
+                        client_id: client_id.to_owned(),
+                    };
+                }
+            }
+            // Past the deadline only a change can make this batch's turn come.
+            if Instant::now() >= deadline {
+                notified.await;
+            } else {
+                tokio::select! {
+                    _ = notified => {}
+                    _ = tokio::time::sleep_until(deadline) => {}
+                }
+            }
+        }
+    }
+
+    /// Forgets a client that is gone.
+    pub(crate) fn forget(&self, client_id: &str) {
+        let mut lanes = self.lanes();
+        if lanes
+            .get(client_id)
+            .is_some_and(|lane| !lane.busy && lane.waiting.is_empty())
+        {
+            lanes.remove(client_id);
         }
     }
 }
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        drop(self.guard.take());
-        let mut lanes = self.turns.lanes.lock().unwrap_or_else(|p| p.into_inner());
-        // Only the map holds it: nobody is in or waiting for this client's turn (new arrivals clone the
-        // lane under this same lock, so none can slip in between).
-        if lanes
-            .get(&self.client_id)
-            .is_some_and(|lane| Arc::strong_count(lane) == 1)
-        {
-            lanes.remove(&self.client_id);
+        let mut lanes = self.turns.lanes();
+        if let Some(lane) = lanes.get_mut(&self.client_id) {
+            lane.busy = false;
+            lane.last_used = Instant::now();
+            lane.changed.notify_waiters();
         }
     }
 }
@@ -60,30 +228,107 @@ impl Drop for Turn<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+    use serde_json::json;
 
-    #[tokio::test(start_paused = true)]
-    async fn one_batch_at_a_time_in_arrival_order_and_nothing_left_behind() {
-        let turns = Arc::new(Turns::default());
+    /// Ids of a Faye batch, base 36 from `from`.
+    fn faye(from: u64, n: u64) -> Vec<Value> {
+        (from..from + n)
+            .map(|i| {
+                let mut s = String::new();
+                let mut v = i;
+                loop {
+                    s.insert(0, std::char::from_digit((v % 36) as u32, 36).unwrap());
+                    v /= 36;
+                    if v == 0 {
+                        break;
+                    }
+                }
+                json!(s)
+            })
+            .collect()
+    }
+
+    async fn run_in(turns: Arc<Turns>, batches: Vec<Vec<Value>>, delays_ms: Vec<u64>) -> Vec<u64> {
         let order = Arc::new(Mutex::new(Vec::new()));
         let mut tasks = Vec::new();
-        for n in 0..5u64 {
+        for (n, (ids, delay)) in batches.into_iter().zip(delays_ms).enumerate() {
             let (turns, order) = (turns.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
-                let _turn = turns.take("a").await;
-                order.lock().unwrap().push(n);
-                // Later arrivals would finish first if they did not wait their turn.
-                tokio::time::sleep(Duration::from_millis(50 - n * 10)).await;
-                order.lock().unwrap().push(n);
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+                let refs: Vec<&Value> = ids.iter().collect();
+                let _turn = turns.take("c", &refs, &[]).await;
+                order.lock().unwrap().push(n as u64);
+                // Handling takes a while: a later batch would finish first if it did not wait.
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }));
-            tokio::task::yield_now().await;
         }
-        let other = turns.take("b").await;
-        drop(other);
         for task in tasks {
             task.await.unwrap();
         }
-        assert_eq!(*order.lock().unwrap(), vec![0, 0, 1, 1, 2, 2, 3, 3, 4, 4]);
-        assert!(turns.lanes.lock().unwrap().is_empty());
+        let order = order.lock().unwrap().clone();
+        order
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batches_go_in_the_order_of_their_ids_whatever_the_arrival() {
+        let turns = Arc::new(Turns::default());
+        // The client's first messages, in order, as a session starts.
+        assert_eq!(
+            run_in(turns.clone(), vec![faye(1, 3)], vec![0]).await,
+            vec![0]
+        );
+        // A burst split in three requests; the second arrives last.
+        let order = run_in(
+            turns.clone(),
+            vec![faye(4, 16), faye(20, 40), faye(60, 20)],
+            vec![0, 3, 1],
+        )
+        .await;
+        assert_eq!(order, vec![0, 1, 2]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_gap_that_never_fills_holds_a_batch_up_only_briefly() {
+        let turns = Arc::new(Turns::default());
+        run_in(turns.clone(), vec![faye(1, 3)], vec![0]).await;
+        let started = Instant::now();
+        // Ids 4 and 5 went elsewhere.
+        assert_eq!(
+            run_in(turns.clone(), vec![faye(6, 2)], vec![0]).await,
+            vec![0]
+        );
+        let waited = started.elapsed();
+        assert!(waited >= GAP_WAIT && waited < GAP_WAIT * 2, "{waited:?}");
+        // Then the order goes on from there, with no more waiting.
+        let started = Instant::now();
+        run_in(turns.clone(), vec![faye(8, 2)], vec![0]).await;
+        assert!(started.elapsed() < GAP_WAIT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn held_connects_ids_count_as_arrived_and_cometd_ids_are_decimal() {
+        let turns = Arc::new(Turns::default());
+        let ids = |r: std::ops::Range<u64>| r.map(|i| json!(i.to_string())).collect::<Vec<_>>();
+        run_in(turns.clone(), vec![ids(1..10)], vec![0]).await;
+        let connect = json!("10");
+        {
+            let turn = turns.take("c", &[], &[&connect]).await;
+            drop(turn);
+        }
+        let started = Instant::now();
+        run_in(turns.clone(), vec![ids(11..13)], vec![0]).await;
+        assert!(started.elapsed() < GAP_WAIT, "no gap: 10 was the connect");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn batches_without_counter_ids_go_in_arrival_order() {
+        let turns = Arc::new(Turns::default());
+        let batches = vec![vec![json!("x-1")], vec![], vec![json!("x-3")]];
+        assert_eq!(
+            run_in(turns.clone(), batches, vec![0, 1, 2]).await,
+            vec![0, 1, 2]
+        );
+        turns.forget("c");
+        assert!(turns.lanes().is_empty());
     }
 }

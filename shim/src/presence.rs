@@ -580,3 +580,135 @@ async fn touch_loop(inner: Weak<Inner>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use presence_roster::roster::Bytes;
+    use presence_roster::EventKind;
+
+    fn event(rev: u64, kind: EventKind, id: &str) -> Event {
+        let data =
+            matches!(kind, EventKind::Join | EventKind::Update).then(|| Bytes::from(&b"1"[..]));
+        Event {
+            rev,
+            kind,
+            id: Bytes::from(id.as_bytes()),
+            data,
+        }
+    }
+
+    fn channel_with(members: &[(&str, Option<u64>)]) -> Channel {
+        let (outbox, _) = mpsc::unbounded_channel();
+        Channel {
+            view: ChannelView::new(),
+            rev: watch::Sender::new(0),
+            members: members
+                .iter()
+                .map(|&(client, told)| {
+                    let claim = Claim {
+                        id: client.to_owned(),
+                        value: b"null".to_vec(),
+                    };
+                    (
+                        client.to_owned(),
+                        Membership {
+                            claim,
+                            seen: told,
+                            told,
+                        },
+                    )
+                })
+                .collect(),
+            outbox,
+        }
+    }
+
+    fn sorted(mut addressed: Vec<(Message, Vec<String>)>) -> Vec<(Value, u64, Vec<String>)> {
+        for (_, clients) in &mut addressed {
+            clients.sort();
+        }
+        let mut out: Vec<_> = addressed
+            .into_iter()
+            .map(|(m, clients)| {
+                let from = m.ext.as_ref().unwrap()["presence"]["from"]
+                    .as_u64()
+                    .unwrap();
+                (m.data.unwrap(), from, clients)
+            })
+            .collect();
+        out.sort_by_key(|(_, from, _)| *from);
+        out
+    }
+
+    #[test]
+    fn a_run_goes_to_each_member_as_the_net_change_after_what_it_knows() {
+        use EventKind::*;
+        // a and b knew rev 9; c joined mid-run (its snapshot has rev 11); d is still joining.
+        let mut channel =
+            channel_with(&[("a", Some(9)), ("b", Some(9)), ("c", Some(11)), ("d", None)]);
+        let run = [
+            event(10, Join, "x"),
+            event(11, Join, "y"),
+            event(12, Leave, "x"),
+            event(13, Update, "y"),
+        ];
+        let got = sorted(channel.address("/presence/r", &run));
+        assert_eq!(
+            got,
+            vec![
+                // x came and went: a and b only hear of y.
+                (
+                    json!({"subscribe": {"y": 1}}),
+                    10,
+                    vec!["a".into(), "b".into()]
+                ),
+                // c's snapshot had x and y: x left, y changed.
+                (
+                    json!({"subscribe": {"y": 1}, "unsubscribe": {"x": null}}),
+                    12,
+                    vec!["c".into()]
+                ),
+            ]
+        );
+        for client in ["a", "b", "c"] {
+            assert_eq!(channel.members[client].told, Some(13), "{client}");
+        }
+        assert_eq!(
+            channel.members["d"].told, None,
+            "nothing for a member still joining"
+        );
+        // Nothing new: nobody is told anything again.
+        assert!(channel.address("/presence/r", &run).is_empty());
+    }
+
+    #[test]
+    fn a_run_with_no_net_change_is_not_sent_and_the_next_message_covers_it() {
+        use EventKind::*;
+        let mut channel = channel_with(&[("a", Some(4))]);
+        assert!(channel
+            .address("/presence/r", &[event(5, Join, "x"), event(6, Expire, "x")])
+            .is_empty());
+        assert_eq!(channel.members["a"].told, Some(4), "still knows 4");
+        let got = sorted(channel.address("/presence/r", &[event(7, Join, "z")]));
+        // From 5: a's roster is at 4, and nothing between was lost on it.
+        assert_eq!(
+            got,
+            vec![(json!({"subscribe": {"z": 1}}), 5, vec!["a".into()])]
+        );
+    }
+
+    #[test]
+    fn runs_split_where_revisions_go_back_and_each_event_alone_without_batching() {
+        use EventKind::*;
+        let events = [
+            event(5, Join, "a"),
+            event(6, Join, "b"),
+            event(3, Join, "c"),
+        ];
+        let lens = |runs: Vec<&[Event]>| runs.iter().map(|r| r.len()).collect::<Vec<_>>();
+        assert_eq!(lens(runs(&events, true)), vec![2, 1]);
+        assert_eq!(lens(runs(&events, false)), vec![1, 1, 1]);
+        assert!(runs(&[], true).is_empty());
+    }
+}
