@@ -35,6 +35,12 @@ pub enum PresenceError {
         /// The largest TTL accepted.
         max: i64,
     },
+    /// A leave's grace window that is not a whole number of milliseconds in range.
+    #[error("ERR GRACE must be a whole number of milliseconds from 0 to {max}")]
+    BadGrace {
+        /// The longest grace accepted.
+        max: i64,
+    },
     /// Member data over `presence.max-data-bytes`.
     #[error("LIMIT data is {len} bytes, over presence.max-data-bytes ({max})")]
     DataTooLarge {

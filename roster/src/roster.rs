@@ -151,6 +151,11 @@ impl Roster {
         self.connections.get(client).map(|c| &c.id)
     }
 
+    /// The deadline of connection `client`, if it is connected.
+    pub fn deadline_of(&self, client: &[u8]) -> Option<u64> {
+        self.connections.get(client).map(|c| c.deadline)
+    }
+
     /// `client` as shared bytes: the stored copy when the client is connected, a new one otherwise. Ops
     /// built from these allocate only for bytes the roster does not hold yet.
     pub fn share_client(&self, client: &[u8]) -> Bytes {

@@ -76,7 +76,12 @@ proptest! {
             Err(e) => assert_reply_safe(&e),
         }
         match leave::parse(&argv) {
-            Ok(client) => prop_assert_eq!(Some(&client), argv.get(2)),
+            Ok(leave) => {
+                prop_assert_eq!(Some(&leave.client), argv.get(2));
+                if let Some(grace) = leave.grace_ms {
+                    prop_assert!(grace <= MAX_TTL_MS as u64);
+                }
+            }
             Err(e) => assert_reply_safe(&e),
         }
         match touch::parse(&argv) {
