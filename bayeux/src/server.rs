@@ -140,7 +140,8 @@ impl Server {
     ///
     /// One client's batches are handled one at a time, in the order of their message ids (Faye's
     /// long-polling transport splits a burst of publishes over several concurrent requests, which may
-    /// arrive in another order), so its messages keep their order (see the `turns` module). A `/meta/connect` is handled after every other message of the batch
+    /// arrive in another order), so its messages keep their order (see the `turns` module). A
+    /// `/meta/connect` is handled after every other message of the batch
     /// (so a publish sent with it is not held up), and outside that turn: it is held until something is
     /// queued for the client or the timeout passes, except in a batch that also subscribes, whose connect
     /// is answered at once (the deliveries the subscribe's fence holds back can only follow the reply).

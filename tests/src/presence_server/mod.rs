@@ -81,16 +81,17 @@ pub struct PresenceServer {
 }
 
 impl PresenceServer {
-    /// Starts `faye-presence --listen 127.0.0.1:0 [--batch-ms 0] <args>` and waits (at most 30 s) for its
-    /// `listening on ADDR` line.
+    /// Starts `faye-presence --listen 127.0.0.1:0 [--batch-ms 0] <args>` and waits (at most 30 s) for
+    /// its `listening on ADDR` line.
     pub fn start(args: &[&str]) -> Self {
         assert!(
             args.contains(&"--redis") || args.contains(&"--cluster"),
             "give the server a harness Redis with --redis or --cluster"
         );
-        crate::module_path(); // the Redis servers need it anyway; build both before timing anything
-                              // Each roster event its own message, as faye-presence sends them, so tests can expect exact
-                              // message sequences; the tests of batching give `--batch-ms` themselves.
+        // The Redis servers need the module anyway; build both before timing anything.
+        crate::module_path();
+        // Each roster event its own message, as faye-presence sends them, so tests can expect exact
+        // message sequences; the tests of batching give `--batch-ms` themselves.
         let batch: &[&str] = if args.contains(&"--batch-ms") {
             &[]
         } else {
