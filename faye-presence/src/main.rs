@@ -65,6 +65,9 @@ struct Args {
     /// 0 sends each event on its own, exactly as faye-presence does.
     #[arg(long, env = "FAYE_PRESENCE_BATCH_MS", default_value_t = 50)]
     batch_ms: u64,
+    /// Seconds to wait for Redis before a presence subscribe fails with `503 ... try again`.
+    #[arg(long, env = "FAYE_PRESENCE_REDIS_TIMEOUT", default_value_t = 2.0)]
+    redis_timeout: f64,
     /// The member value in rosters: its `data`, or the whole presence object (faye-presence 0.0.3).
     #[arg(long, env = "FAYE_PRESENCE_VALUE", value_enum, default_value = "data")]
     value: Value,
@@ -118,6 +121,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
     config.key_prefix = args.key_prefix;
     config.ttl = seconds(args.ttl)?;
     config.batch = std::time::Duration::from_millis(args.batch_ms);
+    config.timeout = seconds(args.redis_timeout)?;
     config.value = match args.value {
         Value::Data => ValueMode::Data,
         Value::Object => ValueMode::Object,
