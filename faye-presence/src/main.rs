@@ -68,6 +68,11 @@ struct Args {
     /// Seconds to wait for Redis before a presence subscribe fails with `503 ... try again`.
     #[arg(long, env = "FAYE_PRESENCE_REDIS_TIMEOUT", default_value_t = 2.0)]
     redis_timeout: f64,
+    /// Seconds a member's leave is held after its last connection goes (unsubscribe, disconnect,
+    /// timeout): a connection of the same id joining within it (a page reload, a network blip) shows
+    /// nobody leaving; 0 leaves at once. 5 to 15 suits browsers.
+    #[arg(long, env = "FAYE_PRESENCE_LEAVE_GRACE", default_value_t = 0.0)]
+    leave_grace: f64,
     /// The member value in rosters: its `data`, or the whole presence object (faye-presence 0.0.3).
     #[arg(long, env = "FAYE_PRESENCE_VALUE", value_enum, default_value = "data")]
     value: Value,
@@ -122,6 +127,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
     config.ttl = seconds(args.ttl)?;
     config.batch = std::time::Duration::from_millis(args.batch_ms);
     config.timeout = seconds(args.redis_timeout)?;
+    config.leave_grace = seconds(args.leave_grace)?;
     config.value = match args.value {
         Value::Data => ValueMode::Data,
         Value::Object => ValueMode::Object,

@@ -55,6 +55,13 @@ pub struct Config {
     /// asked. Keep it equal to the module's `presence.max-id-bytes`, which refuses longer ids itself
     /// the same way. Default 256, the module's default.
     pub max_id_bytes: usize,
+    /// How long a member's leave is held when its last connection unsubscribes, disconnects or times
+    /// out: if a connection of the same id joins the channel within it (a page reload, a network
+    /// blip, another tab or process), nobody sees it leave and come back; otherwise the leave is
+    /// published when it ends (by the module's expiry timer, within about a second). Passed to Redis
+    /// on every leave as `PRESENCE.LEAVE ... GRACE ms`, so it works across processes. Zero leaves at
+    /// once. Default 0; 5 to 15 s suits browsers (a reload takes a second or two; Ably holds 15 s).
+    pub leave_grace: Duration,
 }
 
 impl Default for Config {
@@ -70,6 +77,7 @@ impl Default for Config {
             timeout: Duration::from_secs(2),
             batch: Duration::from_millis(50),
             max_id_bytes: 256,
+            leave_grace: Duration::ZERO,
         }
     }
 }
@@ -111,6 +119,9 @@ impl Config {
         }
         if self.batch > Duration::from_secs(10) {
             return bad("the batch window must be at most 10 s");
+        }
+        if self.leave_grace > Duration::from_secs(3600) {
+            return bad("the leave grace must be at most 1 h");
         }
         if self.timeout.is_zero() {
             return bad("the Redis timeout must not be zero");
@@ -186,6 +197,11 @@ mod tests {
             ..Config::with_servers(["redis://127.0.0.1"])
         };
         assert!(err(ttl).contains("TTL"));
+        let grace = Config {
+            leave_grace: Duration::from_secs(3601),
+            ..Config::with_servers(["redis://127.0.0.1"])
+        };
+        assert!(err(grace).contains("leave grace"));
         for tagged in ["{app}:", "app{", "}"] {
             let key_prefix = Config {
                 key_prefix: tagged.into(),

@@ -53,6 +53,7 @@ pub struct Store {
     backend: Backend,
     timeout: Duration,
     keys: Keys,
+    leave_grace: Duration,
 }
 
 #[derive(Clone)]
@@ -98,6 +99,7 @@ impl Store {
             backend,
             timeout: config.timeout,
             keys: config.keys(),
+            leave_grace: config.leave_grace,
         };
         store.check_module().await?;
         Ok(store)
@@ -242,10 +244,14 @@ impl Store {
             .map(drop)
     }
 
-    /// `PRESENCE.LEAVE channel client`.
+    /// `PRESENCE.LEAVE channel client [GRACE ms]`, with [`Config::leave_grace`] on every leave
+    /// (unsubscribe, disconnect, timeout): the module then holds the member's leave for that long.
     pub async fn leave(&self, channel: &str, client: &str) -> Result<(), ShimError> {
         let mut cmd = redis::cmd("PRESENCE.LEAVE");
         cmd.arg(self.keys.key(channel)).arg(client);
+        if !self.leave_grace.is_zero() {
+            cmd.arg("GRACE").arg(self.leave_grace.as_millis() as u64);
+        }
         self.query::<Value>(self.shard_of(channel), &cmd)
             .await
             .map(drop)

@@ -1,0 +1,198 @@
+//! `faye-presence --leave-grace` end to end, with real Faye clients in Node on two server processes
+//! sharing one Redis: a member that reloads (its client disconnects, a new client of the same id
+//! joins, here on the *other* process) within the grace window is never seen leaving by an observer,
+//! and one that goes for good is seen leaving once the window has passed. On both engines (memory:
+//! each process its own clients; redis: one Bayeux service) and both transports.
+//!
+//! "Nothing was sent" is checked with a marker, not a silence: after the lingering connection is gone
+//! from Redis, a marker member joins, and its join must be the observer's very next message.
+
+use std::time::{Duration, Instant};
+
+use presence_tests::commands::count;
+use presence_tests::presence_server::{
+    json, key, Driver, Json, Observed, PresenceServer, Transport,
+};
+use presence_tests::{unique_channel, wait_until, RedisServer};
+
+/// The grace the servers run with: short, so the suite stays quick.
+const GRACE: Duration = Duration::from_secs(1);
+/// The module publishes an expiry within about a second of its deadline; room for a loaded machine.
+const BOUND: Duration = Duration::from_millis(2500);
+
+fn servers(redis: &RedisServer, engine: &str) -> (PresenceServer, PresenceServer) {
+    let start = || {
+        PresenceServer::start(&[
+            "--redis",
+            &redis.url(),
+            "--engine",
+            engine,
+            "--leave-grace",
+            &GRACE.as_secs_f64().to_string(),
+        ])
+    };
+    (start(), start())
+}
+
+/// The observer's roster after every message it has so far.
+fn observed(d: &Driver, start: &Observed, channel: &str) -> Observed {
+    let mut seen = start.clone();
+    seen.apply_all(&d.messages("obs", channel));
+    seen
+}
+
+/// Waits until the observer's history is `want`, then checks it broke no rule.
+fn expect_history(
+    d: &Driver,
+    start: &Observed,
+    channel: &str,
+    want: &[&str],
+    within: Duration,
+) -> Observed {
+    let what = format!("the observer's history to be {want:?}");
+    d.wait_events(&what, within, |events| {
+        let mut seen = start.clone();
+        seen.apply_all(&presence_tests::presence_server::messages_in(
+            events, "obs", channel,
+        ));
+        (seen.history.len() >= want.len()).then_some(())
+    });
+    let seen = observed(d, start, channel);
+    assert_eq!(seen.history, want, "{:?}", d.messages("obs", channel));
+    assert!(seen.violations.is_empty(), "{:?}", seen.violations);
+    seen
+}
+
+#[test]
+fn a_reload_onto_the_other_process_within_the_grace_shows_no_leave() {
+    let redis = RedisServer::start();
+    let mut con = redis.connect();
+    for engine in ["memory", "redis"] {
+        let (one, two) = servers(&redis, engine);
+        for transport in Transport::ALL {
+            let what = format!("{engine}/{transport:?}");
+            let channel = unique_channel("grace-reload");
+            let mut d = Driver::start();
+            d.client("obs", &one.url(), transport);
+            let start = Observed::from_reply(&d.join("obs", &channel, "observer", Json::Null));
+            d.client("x1", &one.url(), transport);
+            d.join("x1", &channel, "x", json(r#"{"tab":1}"#));
+            expect_history(&d, &start, &channel, &["+x"], Duration::from_secs(10));
+
+            // The page reloads: its client goes, a new one of the same id comes, on the other process.
+            d.disconnect("x1");
+            d.client("x2", &two.url(), transport);
+            let reply = d.join("x2", &channel, "x", json(r#"{"tab":1}"#));
+            assert!(
+                reply.get("subscribe").keys().contains(&"x".to_owned()),
+                "{what}: {reply}"
+            );
+
+            // The old connection lingers until its grace ends, then goes silently: x is still on x2.
+            wait_until(&format!("{what}: x1's grace to end"), GRACE + BOUND, || {
+                count(&mut con, &key(&channel)).unwrap().2 == 2
+            });
+            d.client("m", &two.url(), transport);
+            d.join("m", &channel, "marker", Json::Null);
+            expect_history(
+                &d,
+                &start,
+                &channel,
+                &["+x", "+marker"],
+                Duration::from_secs(10),
+            );
+
+            // A reload that changes the data is one update, and no leave.
+            d.unsubscribe("x2", &channel);
+            d.client("x3", &one.url(), transport);
+            d.join("x3", &channel, "x", json(r#"{"tab":3}"#));
+            expect_history(
+                &d,
+                &start,
+                &channel,
+                &["+x", "+marker", "~x"],
+                Duration::from_secs(10),
+            );
+
+            // Gone for good: the observer sees x leave once the grace has passed, not before.
+            let left = Instant::now();
+            d.disconnect("x3");
+            let seen = expect_history(
+                &d,
+                &start,
+                &channel,
+                &["+x", "+marker", "~x", "-x"],
+                GRACE + BOUND,
+            );
+            let after = left.elapsed();
+            println!("{what}: the leave reached the observer {after:?} after the disconnect");
+            assert!(
+                after >= GRACE,
+                "{what}: the leave came {after:?} after the disconnect"
+            );
+            assert_eq!(
+                seen.members.keys().collect::<Vec<_>>(),
+                ["marker", "observer"],
+                "{what}"
+            );
+            assert!(d.faults().is_empty(), "{what}: {:?}", d.faults());
+        }
+    }
+}
+
+#[test]
+fn a_client_that_times_out_and_comes_back_within_the_grace_shows_no_leave() {
+    // The inactivity timeout is the third way out (after unsubscribe and disconnect): a client that
+    // stops dead is removed after 1.6 x --timeout, and its leave is held too. The Redis engine keeps
+    // each client in a key, so the test sees the moment the server removed it.
+    let redis = RedisServer::start();
+    let grace = Duration::from_secs(3);
+    let server = PresenceServer::start(&[
+        "--redis",
+        &redis.url(),
+        "--engine",
+        "redis",
+        "--timeout",
+        "1",
+        "--leave-grace",
+        &grace.as_secs_f64().to_string(),
+    ]);
+    let mut con = redis.connect();
+    let channel = unique_channel("grace-timeout");
+    let mut d = Driver::start();
+    d.client("obs", &server.url(), Transport::WebSocket);
+    let start = Observed::from_reply(&d.join("obs", &channel, "observer", Json::Null));
+    d.client("x1", &server.url(), Transport::LongPolling);
+    let x1 = d.connect("x1");
+    d.join("x1", &channel, "x", Json::Null);
+    expect_history(&d, &start, &channel, &["+x"], Duration::from_secs(10));
+    d.freeze("x1");
+    let client_key = format!("bayeux:client:{{{x1}}}");
+    wait_until("x1 to time out", Duration::from_secs(10), || {
+        !redis::cmd("EXISTS")
+            .arg(&client_key)
+            .query::<bool>(&mut con)
+            .unwrap()
+    });
+    let timed_out = Instant::now();
+    // x comes back on another client, within the grace of x1's timeout: no leave at all.
+    d.client("x2", &server.url(), Transport::LongPolling);
+    d.join("x2", &channel, "x", Json::Null);
+    assert!(
+        timed_out.elapsed() < grace,
+        "the test was too slow to rejoin in time"
+    );
+    wait_until("x1's grace to end", grace + BOUND, || {
+        count(&mut con, &key(&channel)).unwrap().2 == 2
+    });
+    d.client("m", &server.url(), Transport::WebSocket);
+    d.join("m", &channel, "marker", Json::Null);
+    expect_history(
+        &d,
+        &start,
+        &channel,
+        &["+x", "+marker"],
+        Duration::from_secs(10),
+    );
+    assert!(d.faults().is_empty(), "{:?}", d.faults());
+}
