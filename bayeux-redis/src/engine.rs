@@ -116,14 +116,12 @@ impl Inner {
         Ok((sets, ids))
     }
 
-    /// Appends `json` to each target's queue (only where `only_owner` serves it, if given) and wakes the
-    /// processes serving them. Targets found gone are dropped from `sets`, the subscriber sets they
-    /// were read from.
+    /// Appends `json` to each target's queue and wakes the processes serving them. Targets found gone
+    /// are dropped from `sets`, the subscriber sets they were read from.
     async fn deliver(
         &self,
         targets: Vec<String>,
         json: &str,
-        only_owner: Option<&str>,
         sets: &[String],
     ) -> Result<usize, EngineError> {
         let calls = targets
@@ -135,7 +133,6 @@ impl Inner {
                 )
                 .arg(json)
                 .arg(self.max_queue)
-                .arg(only_owner.unwrap_or(""))
             })
             .collect();
         let results = self.commands.eval_many(calls).await?;
@@ -178,36 +175,27 @@ impl Inner {
         Ok(delivered)
     }
 
-    async fn publish(&self, message: &Message, local: bool) -> Result<(), EngineError> {
+    async fn publish(&self, message: &Message) -> Result<(), EngineError> {
         if self.commands.is_server() {
-            return self.fan_out(message, local).await;
+            return self.fan_out(message).await;
         }
         let (sets, ids) = self.subscribers(&message.channel).await?;
-        let targets: Vec<String> = if local {
-            ids.into_iter()
-                .filter(|id| self.served.is_served(id))
-                .collect()
-        } else {
-            ids.into_iter().collect()
-        };
-        if targets.is_empty() {
+        if ids.is_empty() {
             return Ok(());
         }
-        let only_owner = local.then_some(self.process.as_str());
-        self.deliver(targets, &to_json(message)?, only_owner, &sets)
+        self.deliver(ids.into_iter().collect(), &to_json(message)?, &sets)
             .await?;
         Ok(())
     }
 
     /// A publish on one server: the whole fan-out in one script (see `scripts::QUEUE`), so the
     /// message crosses the network once, not once per subscriber.
-    async fn fan_out(&self, message: &Message, local: bool) -> Result<(), EngineError> {
+    async fn fan_out(&self, message: &Message) -> Result<(), EngineError> {
         let sets = channel::expand(&message.channel)
             .iter()
             .map(|set| self.keys.channel(set))
             .collect();
-        let only = if local { self.process.as_str() } else { "" };
-        self.queue(sets, &[], message, only).await
+        self.queue(sets, &[], message).await
     }
 
     /// Addressed delivery: one script on one server, a pipelined DELIVER per client on a cluster.
@@ -216,11 +204,10 @@ impl Inner {
             return Ok(());
         }
         if !self.commands.is_server() {
-            self.deliver(ids.to_vec(), &to_json(message)?, None, &[])
-                .await?;
+            self.deliver(ids.to_vec(), &to_json(message)?, &[]).await?;
             return Ok(());
         }
-        self.queue(Vec::new(), ids, message, "").await
+        self.queue(Vec::new(), ids, message).await
     }
 
     /// Runs `scripts::QUEUE` for the subscribers in `sets` and the clients `ids`, and wakes the targets
@@ -230,12 +217,10 @@ impl Inner {
         sets: Vec<String>,
         ids: &[String],
         message: &Message,
-        only: &str,
     ) -> Result<(), EngineError> {
         let mut call = Call::new(&scripts::QUEUE, sets)
             .arg(to_json(message)?)
             .arg(self.max_queue)
-            .arg(only)
             .arg(self.keys.namespace())
             .arg(&self.process);
         for id in ids {
@@ -417,17 +402,13 @@ impl Engine for RedisEngine {
     }
 
     async fn publish(&self, message: &Message) -> Result<(), Error> {
-        Ok(self.inner.publish(message, false).await?)
-    }
-
-    async fn publish_local(&self, message: &Message) -> Result<(), Error> {
-        Ok(self.inner.publish(message, true).await?)
+        Ok(self.inner.publish(message).await?)
     }
 
     async fn queue_for(&self, client_id: &str, message: &Message) -> Result<bool, Error> {
         let delivered = self
             .inner
-            .deliver(vec![client_id.to_owned()], &to_json(message)?, None, &[])
+            .deliver(vec![client_id.to_owned()], &to_json(message)?, &[])
             .await?;
         Ok(delivered == 1)
     }

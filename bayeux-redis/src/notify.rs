@@ -49,6 +49,8 @@ impl Served {
         entry.signal.clone()
     }
 
+    /// Whether the client is served here (the tests' view of a move).
+    #[cfg(test)]
     pub(crate) fn is_served(&self, id: &str) -> bool {
         self.lock().contains_key(id)
     }

@@ -29,13 +29,11 @@ pub(crate) static SUBSCRIBE: LazyLock<Script> = LazyLock::new(|| Script::new(SUB
 
 /// Appends a message to a live client's queue, keeping at most `max` messages (the oldest go).
 ///
-/// KEYS: client, queue. ARGV: message JSON, max, process id or '' for any owner.
-/// Returns -1 for an unknown client (its subscriptions are stale), 0 if the client is served by
-/// another process than the one named, else the owner's process id.
+/// KEYS: client, queue. ARGV: message JSON, max.
+/// Returns -1 for an unknown client (its subscriptions are stale), else the owner's process id.
 const DELIVER_LUA: &str = r"
 local owner = redis.call('HGET', KEYS[1], 'owner')
 if not owner then return -1 end
-if ARGV[3] ~= '' and owner ~= ARGV[3] then return 0 end
 local length = redis.call('RPUSH', KEYS[2], ARGV[1])
 local max = tonumber(ARGV[2])
 if length > max then redis.call('LTRIM', KEYS[2], -max, -1) end
@@ -49,12 +47,12 @@ pub(crate) static DELIVER: LazyLock<Script> = LazyLock::new(|| Script::new(DELIV
 /// arguments (addressed delivery). It names the queue keys it builds, not in KEYS: fine on one server,
 /// the only place it runs; a cluster uses DELIVER per client.
 ///
-/// KEYS: subscriber sets. ARGV: message JSON, max, process id or '' for any owner, namespace, the
-/// caller's process id, then client ids.
+/// KEYS: subscriber sets. ARGV: message JSON, max, namespace, the caller's process id, then client
+/// ids.
 /// Returns the ids the caller serves (it wakes them itself). Subscribers without a client are dropped
 /// from the sets; unknown addressed ids are skipped.
 const QUEUE_LUA: &str = r"
-local json, max, only, ns, me = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+local json, max, ns, me = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
 local seen, gone, owners, by_owner = {}, {}, {}, {}
 local function queue(id, from_set)
   if seen[id] then return end
@@ -62,7 +60,7 @@ local function queue(id, from_set)
   local owner = redis.call('HGET', ns .. ':client:{' .. id .. '}', 'owner')
   if not owner then
     if from_set then table.insert(gone, id) end
-  elseif only == '' or owner == only then
+  else
     local key = ns .. ':queue:{' .. id .. '}'
     if redis.call('RPUSH', key, json) > max then redis.call('LTRIM', key, -max, -1) end
     if not by_owner[owner] then
@@ -75,7 +73,7 @@ end
 for _, set in ipairs(KEYS) do
   for _, id in ipairs(redis.call('SMEMBERS', set)) do queue(id, true) end
 end
-for i = 6, #ARGV do queue(ARGV[i], false) end
+for i = 5, #ARGV do queue(ARGV[i], false) end
 for _, id in ipairs(gone) do
   for _, set in ipairs(KEYS) do redis.call('SREM', set, id) end
 end

@@ -430,21 +430,27 @@ async fn sweeper_task_removes_idle_clients() {
 }
 
 #[tokio::test]
-async fn server_publish_and_local_delivery() {
+async fn server_publish_and_addressed_delivery() {
     let s = server();
     let a = handshake(&s).await;
     subscribe(&s, &a, json!("/news")).await;
     s.publish(Message::publish("/news", json!(1)))
         .await
         .unwrap();
-    s.deliver_local(Message::publish("/news", json!(2)))
-        .await
-        .unwrap();
+    s.deliver_to_many(
+        std::slice::from_ref(&a),
+        Message::publish("/news", json!(2)),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         s.publish(Message::publish("/meta/x", json!(1))).await,
         Err(Error::ChannelForbidden("/meta/x".into()))
     );
-    assert!(s.deliver_local(Message::new("/news")).await.is_err());
+    assert!(s
+        .deliver_to_many(std::slice::from_ref(&a), Message::new("/news"))
+        .await
+        .is_err());
     let (_, got) = poll(&s, &a).await;
     assert_eq!(
         got,

@@ -1,5 +1,5 @@
 //! Unit tests of the server handles and connect bookkeeping: a new connect releases an older one,
-//! per-client delivery, weak handles; and the unsubscribe/disconnect error paths.
+//! addressed delivery, weak handles; and the unsubscribe/disconnect error paths.
 
 use crate::core_tests::{error_of, handshake, poll, publish, send, server, subscribe};
 use crate::Message;
@@ -29,13 +29,15 @@ async fn a_new_connect_releases_the_older_one() {
 }
 
 #[tokio::test]
-async fn deliver_to_one_client_and_weak_handles() {
+async fn deliver_to_addressed_clients_and_weak_handles() {
     let s = server();
     let a = handshake(&s).await;
     let b = handshake(&s).await;
     let msg = Message::publish("/roster/fix", json!({"k": 1}));
-    assert!(s.deliver_to(&a, msg.clone()).await.unwrap());
-    assert!(!s.deliver_to("ghost", msg).await.unwrap());
+    // Unknown clients are skipped: `a` gets the message once, `b` (not addressed) nothing.
+    s.deliver_to_many(&[a.clone(), "ghost".to_owned()], msg)
+        .await
+        .unwrap();
     assert_eq!(
         poll(&s, &a).await.1,
         vec![json!({"channel": "/roster/fix", "data": {"k": 1}})]

@@ -229,9 +229,6 @@ mod tests {
         async fn publish(&self, message: &Message) -> Result<(), crate::Error> {
             self.inner.publish(message).await
         }
-        async fn publish_local(&self, message: &Message) -> Result<(), crate::Error> {
-            self.inner.publish_local(message).await
-        }
         async fn queue_for(&self, id: &str, message: &Message) -> Result<bool, crate::Error> {
             self.inner.queue_for(id, message).await
         }

@@ -3,7 +3,6 @@
 use std::ffi::CString;
 
 use presence_roster::{shown, DecodeError};
-use redis_module::RedisError;
 use thiserror::Error;
 
 use crate::guard::c_text;
@@ -80,14 +79,6 @@ impl PresenceError {
     /// `UnknownOption` for the option `bytes` a client sent.
     pub fn unknown_option(bytes: &[u8]) -> Self {
         PresenceError::UnknownOption(shown(bytes))
-    }
-
-    /// The Redis error reply for this error.
-    pub fn into_redis(self) -> RedisError {
-        match self {
-            PresenceError::WrongArity => RedisError::WrongArity,
-            other => RedisError::String(other.to_string()),
-        }
     }
 
     /// The text of this error's reply, ready for `RedisModule_ReplyWithError`: printable ASCII, bounded,

@@ -11,33 +11,44 @@
 //! ```
 //!
 //! # Layout
+//! Public, for hosts:
 //! - [`presence`]: [`Presence`], the server-agnostic core: subscribe → join, unsubscribe → leave,
-//!   the per-channel views, the relay and the touch loop. Talks to a host through [`Deliver`].
-//! - [`extension`]: [`PresenceExtension`], the adapter for the `bayeux` server.
-//! - [`store`]: the module's commands on the server (or cluster) that owns each channel.
-//! - [`stream`]: one shard pub/sub connection per server, with resync after a gap.
-//! - [`view`], [`claim`], [`message`], [`route`], [`identity`]: pure parts: the roster as told, the
-//!   subscriber's claim, faye-presence's message format, jump-hash routing, signed identities.
-//! - [`config`] and [`error`]: [`Config`] and [`ShimError`].
+//!   the per-channel views, the relay and the touch loop. Talks to a host through [`Deliver`]; a
+//!   roster message's revision is [`rev_of`], the server a channel lives on [`shard_of`].
+//! - [`extension`]: [`PresenceExtension`], the adapter for the `bayeux` server; [`serve`] and
+//!   [`serve_on`] build such a server.
+//! - [`config`], [`error`], [`identity`]: [`Config`], [`ShimError`], and the signed identities a
+//!   host's backend issues.
+//!
+//! Inside (`pub(crate)`, free to change):
+//! - `store`: the module's commands on the server (or cluster) that owns each channel, through
+//!   `presence-client` (the typed commands, for anyone calling the module directly).
+//! - `stream`: one shard pub/sub connection per server, with resync after a gap.
+//! - `view`, `claim`, `message`, `route`: pure parts: the roster as told, the subscriber's claim,
+//!   faye-presence's message format, jump-hash routing.
 
-pub mod claim;
+// Public: what a host configures, implements or calls. The rest is how the shim does it, free to change.
 pub mod config;
 pub mod error;
 pub mod extension;
 pub mod identity;
-pub mod message;
 pub mod presence;
-pub mod route;
-pub mod store;
-pub mod stream;
-pub mod view;
+
+pub(crate) mod claim;
+pub(crate) mod message;
+pub(crate) mod route;
+pub(crate) mod store;
+pub(crate) mod stream;
+pub(crate) mod view;
 
 use std::sync::Arc;
 
 pub use config::{Config, ValueMode};
 pub use error::ShimError;
 pub use extension::PresenceExtension;
+pub use message::rev_of;
 pub use presence::{Deliver, Presence};
+pub use route::shard_of;
 
 /// Builds a `bayeux` server with presence on the in-memory engine (one process): starts the shim,
 /// registers its extension and its sweeper.

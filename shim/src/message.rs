@@ -23,7 +23,9 @@ pub fn id_of(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// The roster message for one event on `channel`.
+/// The roster message for one event on `channel`: faye-presence's own message, which the tests hold
+/// [`net_message`] of one event to (the relay sends only net messages).
+#[cfg(test)]
 pub fn roster_message(channel: &str, event: &Event) -> Message {
     let mut entry = Map::new();
     let data = match event.kind {
@@ -99,7 +101,8 @@ pub fn rev_of(message: &Message) -> Option<u64> {
     message.ext.as_ref()?.get("presence")?.get("rev")?.as_u64()
 }
 
-/// A roster `{id: value}` as JSON.
+/// A roster `{id: value}` as JSON (the view keeps its own JSON copy; this is the tests' reference).
+#[cfg(test)]
 pub fn roster_json<'a>(members: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Value {
     Value::Object(
         members

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bayeux::Message;
-use presence_shim::message::rev_of;
+use presence_shim::rev_of;
 use presence_shim::{Config, Deliver, Presence};
 use presence_tests::presence_server::key;
 use presence_tests::{unique_channel, Cluster, RedisServer};
@@ -273,7 +273,7 @@ async fn a_dead_server_does_not_stop_the_touches_of_the_others() {
     let on = |server: usize| {
         (0..)
             .map(|_| unique_channel("two"))
-            .find(|ch| presence_shim::route::shard_of(ch, 2) == server)
+            .find(|ch| presence_shim::shard_of(ch, 2) == server)
             .unwrap()
     };
     let (kept, lost) = (on(0), on(1));

@@ -22,7 +22,6 @@ where
     subscriptions(&make().await).await;
     routing(&make().await).await;
     wildcards(&make().await).await;
-    local_publish(&make().await).await;
     direct(&make().await).await;
     destroy(&make().await).await;
     inactivity(&make().await).await;
@@ -42,8 +41,6 @@ where
     shared_routing(&one, &two).await;
     let (one, two) = make().await;
     shared_addressed(&one, &two).await;
-    let (one, two) = make().await;
-    shared_local_publish(&one, &two).await;
     let (one, two) = make().await;
     shared_destroy(&one, &two).await;
 }
@@ -132,24 +129,6 @@ async fn shared_addressed(one: &dyn Engine, two: &dyn Engine) {
         .await
         .expect("an addressed message wakes the client in the process it moved to");
     assert_eq!(two.take_queue(&a).await.unwrap().len(), 1);
-}
-
-async fn shared_local_publish(one: &dyn Engine, two: &dyn Engine) {
-    let a = one.create_client().await.unwrap();
-    let b = two.create_client().await.unwrap();
-    one.subscribe(&a, "/l").await.unwrap();
-    one.subscribe(&b, "/l").await.unwrap();
-    // Each process delivers a message both receive (like a roster diff) to its own clients only.
-    let msg = Message::publish("/l", json!("diff"));
-    one.publish_local(&msg).await.unwrap();
-    two.publish_local(&msg).await.unwrap();
-    for id in [&a, &b] {
-        assert_eq!(
-            one.take_queue(id).await.unwrap().len(),
-            1,
-            "each client gets a local delivery exactly once"
-        );
-    }
 }
 
 async fn shared_destroy(one: &dyn Engine, two: &dyn Engine) {
@@ -272,19 +251,6 @@ async fn wildcards(e: &dyn Engine) {
         taken_data(e, &a).await,
         vec![json!("once"), json!("deep")],
         "each client gets a message once"
-    );
-}
-
-async fn local_publish(e: &dyn Engine) {
-    let a = e.create_client().await.unwrap();
-    e.subscribe(&a, "/local").await.unwrap();
-    e.publish_local(&Message::publish("/local", json!(1)))
-        .await
-        .unwrap();
-    assert_eq!(
-        e.take_queue(&a).await.unwrap().len(),
-        1,
-        "local subscribers get local deliveries"
     );
 }
 

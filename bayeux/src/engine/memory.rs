@@ -11,8 +11,7 @@ use tokio::time::Instant;
 
 /// An [`Engine`] that keeps clients, subscriptions and queues in this process's memory.
 ///
-/// Every client is local, so [`Engine::publish_local`] is the same as [`Engine::publish`]. Uses
-/// `tokio::time::Instant`, so tests can drive inactivity with `tokio::time::pause`.
+/// Uses `tokio::time::Instant`, so tests can drive inactivity with `tokio::time::pause`.
 ///
 /// A client's queue holds at most [`MemoryEngine::DEFAULT_MAX_QUEUE`] messages (see
 /// [`MemoryEngine::with_max_queue`]); past that the oldest are dropped, so one client that stops reading
@@ -223,11 +222,6 @@ impl Engine for MemoryEngine {
     }
 
     async fn publish(&self, message: &Message) -> Result<(), Error> {
-        self.route(message);
-        Ok(())
-    }
-
-    async fn publish_local(&self, message: &Message) -> Result<(), Error> {
         self.route(message);
         Ok(())
     }

@@ -57,11 +57,6 @@ pub trait Engine: Send + Sync + 'static {
     /// in every process that shares this engine.
     async fn publish(&self, message: &Message) -> Result<(), Error>;
 
-    /// Queues `message` for the subscribers of its channel whose connection this process serves, and
-    /// no others. With a shared engine each process calls this for its own clients, so a message that
-    /// every process receives anyway (from a source of its own) is delivered exactly once.
-    async fn publish_local(&self, message: &Message) -> Result<(), Error>;
-
     /// Queues `message` for one client whatever its subscriptions (e.g. to resend a roster to a client
     /// that missed diffs); `Ok(false)` for an unknown client.
     async fn queue_for(&self, client_id: &str, message: &Message) -> Result<bool, Error>;
