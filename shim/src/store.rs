@@ -1,14 +1,17 @@
 //! [`Store`]: the presence commands on the Redis server that owns each channel.
 //!
 //! Every roster change is one module command on the channel's own server, so sharding never splits a
-//! change; this file only routes and decodes. Callers name channels; each one's roster is the key
-//! `<key prefix><channel>` ([`Keys`]), and nothing outside the prefix is ever read or written. Connections are redis-rs `ConnectionManager`s (one
-//! multiplexed, self-reconnecting connection per server) or one cluster connection, never blocking a task.
+//! change; this file only routes, bounds each call in time, and keeps what the shim needs of a reply.
+//! The commands and their replies (RESP2 or RESP3) are `presence-client`'s. Callers name channels; each
+//! one's roster is the key `<key prefix><channel>` ([`Keys`]), and nothing outside the prefix is ever
+//! read or written. Connections are redis-rs `ConnectionManager`s (one multiplexed, self-reconnecting
+//! connection per server) or one cluster connection, never blocking a task.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
+use presence_client::{cmd as command, JoinOptions, Members, Touched};
 use presence_roster::roster::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
@@ -53,7 +56,6 @@ pub struct Store {
     backend: Backend,
     timeout: Duration,
     keys: Keys,
-    leave_grace: Duration,
 }
 
 #[derive(Clone)]
@@ -99,7 +101,6 @@ impl Store {
             backend,
             timeout: config.timeout,
             keys: config.keys(),
-            leave_grace: config.leave_grace,
         };
         store.check_module().await?;
         Ok(store)
@@ -112,9 +113,7 @@ impl Store {
             return self.check_module_on_every_master(cluster.clone()).await;
         }
         // Under the prefix like every key we touch; no channel's key, since channel names start with '/'.
-        let probe = redis::cmd("PRESENCE.COUNT")
-            .arg(self.keys.key("-startup-check"))
-            .clone();
+        let probe = command::count(self.keys.key("-startup-check"));
         for shard in self.shards() {
             match self.query::<Value>(shard, &probe).await {
                 Ok(_) => {}
@@ -199,7 +198,12 @@ impl Store {
         run: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, ShimError> {
         match tokio::time::timeout(self.timeout, run).await {
-            Ok(result) => Ok(result?),
+            Ok(Ok(value)) => Ok(value),
+            // A reply the client cannot read is the module's or ours to fix, not Redis being away.
+            Ok(Err(e)) if e.kind() == redis::ErrorKind::Parse => Err(ShimError::Stream(format!(
+                "unexpected reply from the presence module: {e}"
+            ))),
+            Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(ShimError::Timeout(self.timeout)),
         }
     }
@@ -215,17 +219,24 @@ impl Store {
         ttl: Duration,
         with_roster: bool,
     ) -> Result<Joined, ShimError> {
-        let mut cmd = join_command(&self.keys.key(channel), client, id, value, ttl);
+        let mut options = JoinOptions::new().ttl(ttl);
         if with_roster {
-            cmd.arg("WITHROSTER");
+            options = options.with_roster();
         }
-        let reply = fields(self.query(self.shard_of(channel), &cmd).await?)?;
+        let cmd = command::join_with(self.keys.key(channel), client, id, value, &options);
+        let joined: presence_client::Joined = self.query(self.shard_of(channel), &cmd).await?;
+        let members =
+            match (with_roster, joined.roster) {
+                (true, Some(roster)) => Some(shared(roster)),
+                (true, None) => return Err(ShimError::Stream(
+                    "unexpected reply from the presence module: a join WITHROSTER without 'roster'"
+                        .into(),
+                )),
+                (false, _) => None,
+            };
         Ok(Joined {
-            rev: int(field(&reply, "rev")?)?,
-            members: match with_roster {
-                true => Some(pairs(field(&reply, "roster")?)?),
-                false => None,
-            },
+            rev: joined.rev,
+            members,
         })
     }
 
@@ -238,20 +249,16 @@ impl Store {
         value: &[u8],
         ttl: Duration,
     ) -> Result<(), ShimError> {
-        let cmd = join_command(&self.keys.key(channel), client, id, value, ttl);
+        let options = JoinOptions::new().ttl(ttl);
+        let cmd = command::join_with(self.keys.key(channel), client, id, value, &options);
         self.query::<Value>(self.shard_of(channel), &cmd)
             .await
             .map(drop)
     }
 
-    /// `PRESENCE.LEAVE channel client [GRACE ms]`, with [`Config::leave_grace`] on every leave
-    /// (unsubscribe, disconnect, timeout): the module then holds the member's leave for that long.
+    /// `PRESENCE.LEAVE channel client`.
     pub async fn leave(&self, channel: &str, client: &str) -> Result<(), ShimError> {
-        let mut cmd = redis::cmd("PRESENCE.LEAVE");
-        cmd.arg(self.keys.key(channel)).arg(client);
-        if !self.leave_grace.is_zero() {
-            cmd.arg("GRACE").arg(self.leave_grace.as_millis() as u64);
-        }
+        let cmd = command::leave(self.keys.key(channel), client);
         self.query::<Value>(self.shard_of(channel), &cmd)
             .await
             .map(drop)
@@ -259,9 +266,12 @@ impl Store {
 
     /// `PRESENCE.ROSTER channel`.
     pub async fn roster(&self, channel: &str) -> Result<Roster, ShimError> {
-        let mut cmd = redis::cmd("PRESENCE.ROSTER");
-        cmd.arg(self.keys.key(channel));
-        roster_from(self.query(self.shard_of(channel), &cmd).await?, "members")
+        let cmd = command::roster(self.keys.key(channel));
+        let roster: presence_client::Roster = self.query(self.shard_of(channel), &cmd).await?;
+        Ok(Roster {
+            rev: roster.rev,
+            members: shared(roster.members),
+        })
     }
 
     /// One `PRESENCE.TOUCH` per channel, pipelined per server, or on a cluster per slot (a cluster
@@ -315,13 +325,9 @@ impl Store {
         let failed = |error| (entries.len(), error);
         let mut pipe = redis::pipe();
         for (channel, clients) in &entries {
-            pipe.cmd("PRESENCE.TOUCH")
-                .arg(self.keys.key(channel))
-                .arg(clients)
-                .arg("TTL")
-                .arg(ttl.as_millis() as u64);
+            pipe.add_command(command::touch(self.keys.key(channel), clients, Some(ttl)));
         }
-        let replies: Vec<Value> = match (&self.backend, self.shard_of(&entries[0].0)) {
+        let replies: Vec<Touched> = match (&self.backend, self.shard_of(&entries[0].0)) {
             (Backend::Servers(servers), Shard::Server(i)) => {
                 self.bounded(pipe.query_async(&mut servers[i].clone()))
                     .await
@@ -337,11 +343,10 @@ impl Store {
         .map_err(failed)?;
         let mut unknown = Vec::new();
         for ((channel, _), reply) in entries.iter().zip(replies) {
-            let reply = fields(reply).map_err(failed)?;
-            let lost: Vec<String> = list(field(&reply, "unknown").map_err(failed)?)
-                .map_err(failed)?
-                .into_iter()
-                .map(|c| String::from_utf8_lossy(&c).into_owned())
+            let lost: Vec<String> = reply
+                .unknown
+                .iter()
+                .map(|c| String::from_utf8_lossy(c).into_owned())
                 .collect();
             if !lost.is_empty() {
                 unknown.push((channel.clone(), lost));
@@ -358,79 +363,10 @@ enum TouchGroup {
     Slot(Slot),
 }
 
-fn join_command(key: &str, client: &str, id: &str, value: &[u8], ttl: Duration) -> Cmd {
-    let mut cmd = redis::cmd("PRESENCE.JOIN");
-    cmd.arg(key)
-        .arg(client)
-        .arg(id)
-        .arg(value)
-        .arg("TTL")
-        .arg(ttl.as_millis() as u64);
-    cmd
-}
-
-// Replies come as RESP2 flat arrays `[name, value, ...]` (or RESP3 maps).
-
-/// A reply's `rev` and its roster in field `members_field`.
-fn roster_from(reply: Value, members_field: &str) -> Result<Roster, ShimError> {
-    let reply = fields(reply)?;
-    Ok(Roster {
-        rev: int(field(&reply, "rev")?)?,
-        members: pairs(field(&reply, members_field)?)?,
-    })
-}
-
-fn fields(value: Value) -> Result<Vec<(Vec<u8>, Value)>, ShimError> {
-    let pairs = match value {
-        Value::Map(pairs) => pairs,
-        Value::Array(items) if items.len() % 2 == 0 => {
-            let mut items = items.into_iter();
-            std::iter::from_fn(|| Some((items.next()?, items.next()?))).collect()
-        }
-        other => return Err(unexpected(&other)),
-    };
-    pairs.into_iter().map(|(k, v)| Ok((bytes(k)?, v))).collect()
-}
-
-fn field<'a>(fields: &'a [(Vec<u8>, Value)], name: &str) -> Result<&'a Value, ShimError> {
-    fields
-        .iter()
-        .find(|(k, _)| k == name.as_bytes())
-        .map(|(_, v)| v)
-        .ok_or_else(|| ShimError::Stream(format!("reply without '{name}'")))
-}
-
-fn bytes(value: Value) -> Result<Vec<u8>, ShimError> {
-    match value {
-        Value::BulkString(b) => Ok(b),
-        Value::SimpleString(s) => Ok(s.into_bytes()),
-        other => Err(unexpected(&other)),
-    }
-}
-
-fn int(value: &Value) -> Result<u64, ShimError> {
-    match value {
-        Value::Int(i) => u64::try_from(*i).map_err(|_| unexpected(value)),
-        other => Err(unexpected(other)),
-    }
-}
-
-fn list(value: &Value) -> Result<Vec<Vec<u8>>, ShimError> {
-    match value {
-        Value::Array(items) => items.iter().cloned().map(bytes).collect(),
-        other => Err(unexpected(other)),
-    }
-}
-
-fn pairs(value: &Value) -> Result<Vec<(Bytes, Bytes)>, ShimError> {
-    fields(value.clone())?
+/// A roster as the shim keeps it: shared byte strings, as the views and the stream hold them.
+fn shared(members: Members) -> Vec<(Bytes, Bytes)> {
+    members
         .into_iter()
-        .map(|(id, data)| Ok((Bytes::from(id), Bytes::from(bytes(data)?))))
+        .map(|(id, data)| (Bytes::from(id), Bytes::from(data)))
         .collect()
-}
-
-fn unexpected(value: &Value) -> ShimError {
-    ShimError::Stream(format!(
-        "unexpected reply from the presence module: {value:?}"
-    ))
 }

@@ -1,75 +1,38 @@
-//! Reading presence replies: RESP3 maps and RESP2 flat `[key, value, ...]` arrays alike.
+//! Reading raw presence replies in tests, RESP2 (flat arrays) and RESP3 (maps) alike: `presence-client`'s
+//! readers, panicking with their message where a test could only fail anyway.
 
 use std::collections::BTreeMap;
 
 use redis::Value;
 
+use presence_client::reply;
+
 /// The fields of a map reply, by name.
 pub fn fields(value: Value) -> BTreeMap<String, Value> {
-    let pairs: Vec<(Value, Value)> = match value {
-        Value::Map(pairs) => pairs,
-        Value::Array(items) => {
-            assert!(items.len() % 2 == 0, "odd flat map: {items:?}");
-            let mut items = items.into_iter();
-            std::iter::from_fn(|| Some((items.next()?, items.next()?))).collect()
-        }
-        other => panic!("expected a map reply, got {other:?}"),
-    };
-    pairs
-        .into_iter()
-        .map(|(k, v)| {
-            (
-                String::from_utf8(bytes(&k)).expect("field names are text"),
-                v,
-            )
-        })
-        .collect()
+    reply::fields(value).unwrap_or_else(|e| panic!("expected a map reply: {e}"))
 }
 
 /// A bulk or simple string's bytes.
 pub fn bytes(value: &Value) -> Vec<u8> {
-    match value {
-        Value::BulkString(b) => b.clone(),
-        Value::SimpleString(s) => s.clone().into_bytes(),
-        other => panic!("expected a string, got {other:?}"),
-    }
+    reply::bytes(value).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// An integer.
+/// An integer (never negative in a presence reply).
 pub fn int(value: &Value) -> u64 {
-    match value {
-        Value::Int(i) => u64::try_from(*i).expect("non-negative"),
-        other => panic!("expected an integer, got {other:?}"),
-    }
+    reply::int(value).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A boolean (RESP3 boolean, or RESP2 integer 0/1).
 pub fn boolean(value: &Value) -> bool {
-    match value {
-        Value::Boolean(b) => *b,
-        Value::Int(0) => false,
-        Value::Int(1) => true,
-        other => panic!("expected a boolean, got {other:?}"),
-    }
+    reply::boolean(value).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// An array of strings.
 pub fn list(value: &Value) -> Vec<Vec<u8>> {
-    match value {
-        Value::Array(items) | Value::Set(items) => items.iter().map(bytes).collect(),
-        other => panic!("expected an array, got {other:?}"),
-    }
+    reply::list(value).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A `{id: data}` map.
-pub fn members(value: Value) -> BTreeMap<Vec<u8>, Vec<u8>> {
-    let pairs: Vec<(Value, Value)> = match value {
-        Value::Map(pairs) => pairs,
-        Value::Array(items) => {
-            let mut items = items.into_iter();
-            std::iter::from_fn(|| Some((items.next()?, items.next()?))).collect()
-        }
-        other => panic!("expected a roster map, got {other:?}"),
-    };
-    pairs.iter().map(|(k, v)| (bytes(k), bytes(v))).collect()
+pub fn members(value: Value) -> presence_client::Members {
+    reply::members(value).unwrap_or_else(|e| panic!("expected a roster map: {e}"))
 }
