@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use presence_tests::commands::count;
 use presence_tests::presence_server::{
-    json, key, Driver, Json, Observed, PresenceServer, Transport,
+    js_dir, json, key, Driver, Json, Observed, PresenceServer, Transport,
 };
 use presence_tests::{unique_channel, wait_until, RedisServer};
 
@@ -195,4 +195,77 @@ fn a_client_that_times_out_and_comes_back_within_the_grace_shows_no_leave() {
         Duration::from_secs(10),
     );
     assert!(d.faults().is_empty(), "{:?}", d.faults());
+}
+
+/// Runs `node <script> <args>` in `tests/js`, killed (by its pid, through `Child::kill`) if it takes
+/// longer than `limit`; returns its stdout, failing the test with its output unless it exits 0.
+fn run_node(script: &str, args: &[&str], limit: Duration) -> String {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("node")
+        .current_dir(js_dir())
+        .arg(script)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node must be installed to run the end-to-end tests");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for node") {
+            break Some(status);
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    println!("{script}:\n{out}{err}");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{script} failed ({status:?}):\n{out}\n{err}"
+    );
+    out
+}
+
+#[test]
+fn the_client_library_drops_duplicates_resyncs_on_a_gap_and_survives_a_stream_cut() {
+    // Batching on (the default window), so messages carry `from` and a gap can be seen; a grace, so
+    // the library's own resubscribe shows nobody leaving.
+    let redis = RedisServer::start();
+    let start = || {
+        PresenceServer::start(&[
+            "--redis",
+            &redis.url(),
+            "--batch-ms",
+            "50",
+            "--leave-grace",
+            &GRACE.as_secs_f64().to_string(),
+        ])
+    };
+    let (one, two) = (start(), start());
+    let channel = unique_channel("client-lib");
+    let out = run_node(
+        "client_lib.js",
+        &[&one.url(), &two.url(), &redis.port().to_string(), &channel],
+        Duration::from_secs(90),
+    );
+    for phase in ["basics: ok", "gap: ok", "stream: ok"] {
+        assert!(out.contains(phase), "{phase} missing from:\n{out}");
+    }
 }
