@@ -87,6 +87,20 @@ struct Args {
     /// Prefix of the Redis engine's keys and channels (processes of one service use the same).
     #[arg(long, env = "FAYE_PRESENCE_ENGINE_NAMESPACE", default_value = "bayeux")]
     engine_namespace: String,
+    /// The most connections served at once; over it the oldest that has not yet made a Bayeux
+    /// request is closed to make room, or, with none, the new one is answered 503.
+    #[arg(long, env = "FAYE_PRESENCE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
+    /// Seconds a request's headers may take, also the longest a kept-alive connection idles.
+    #[arg(long, env = "FAYE_PRESENCE_HEADER_TIMEOUT", default_value_t = 10.0)]
+    header_timeout: f64,
+    /// Seconds a new connection has to deliver a whole Bayeux request (and any request its body).
+    #[arg(long, env = "FAYE_PRESENCE_IDLE_TIMEOUT", default_value_t = 10.0)]
+    idle_timeout: f64,
+    /// The longest presence id accepted, in bytes; keep it equal to the module's
+    /// presence.max-id-bytes.
+    #[arg(long, env = "FAYE_PRESENCE_MAX_ID_BYTES", default_value_t = 256)]
+    max_id_bytes: usize,
     /// The module for the local redis-server (default: libpresence.so next to this program).
     #[arg(long, env = "FAYE_PRESENCE_MODULE")]
     module: Option<PathBuf>,
@@ -133,8 +147,12 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
         Value::Object => ValueMode::Object,
     };
     config.secret = args.secret.map(String::into_bytes);
+    config.max_id_bytes = args.max_id_bytes;
     let bayeux_config = bayeux::Config::default()
         .with_timeout(seconds(args.timeout)?)
+        .with_max_connections(args.max_connections)
+        .with_header_timeout(seconds(args.header_timeout)?)
+        .with_idle_timeout(seconds(args.idle_timeout)?)
         .with_mount(args.mount.clone());
 
     let engine = engine(&args.engine, &args.engine_namespace, &config).await?;
@@ -144,9 +162,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
     // Scripts and tests wait for this line.
     println!("listening on {address}");
     tracing::info!("Bayeux with presence at http://{address}{}", args.mount);
-    axum::serve(bayeux::without_delay(listener), bayeux::router(server))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    bayeux::serve(listener, server, shutdown_signal()).await?;
     drop(local);
     Ok(())
 }

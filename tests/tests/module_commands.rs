@@ -361,7 +361,7 @@ fn ids_over_max_id_bytes_are_refused() {
         .unwrap();
     assert_eq!(max, ["presence.max-id-bytes", "256"]);
     assert!(
-        join(&mut con, &ch, "c1", &"i".repeat(256), "", &[])
+        join(&mut con, &ch, "c1", "i".repeat(256), "", &[])
             .unwrap()
             .joined
     );

@@ -11,11 +11,22 @@
 //!
 //! Deliveries travel in the answer to the client's `/meta/connect`, whichever transport carried it.
 
+//!
+//! [`serve`] is the accept loop with header and idle timeouts and a connection cap; the router works
+//! under plain `axum::serve` too, without those.
+
 mod http;
+mod serve;
 mod ws;
 
+pub use serve::serve;
+
 use crate::Server;
-use axum::http::{header, Method};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::serve::{Listener, ListenerExt};
 use axum::Router;
@@ -38,6 +49,10 @@ pub fn router(server: Server) -> Router {
         .route(&mount, any(http::handle))
         .route(&format!("{mount}/"), any(http::handle))
         .route(&format!("{mount}/{{*rest}}"), any(http::handle))
+        .route_layer(axum::middleware::from_fn_with_state(
+            server.clone(),
+            whole_request,
+        ))
         .layer(cors)
         .with_state(server)
 }
@@ -55,4 +70,48 @@ pub fn without_delay(
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
     })
+}
+
+/// Reads a Bayeux request's whole body (at most [`crate::Config::max_body`] bytes, within
+/// [`crate::Config::idle_timeout`]) before it is handled, so a body trickled in byte by byte cannot hold
+/// a request open, and tells [`serve`] the connection has proven itself (or is becoming a WebSocket).
+async fn whole_request(State(server): State<Server>, request: Request, next: Next) -> Response {
+    let conn = request.extensions().get::<serve::ConnHandle>().cloned();
+    let upgrade = request
+        .headers()
+        .get(header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    if upgrade {
+        if let Some(conn) = conn {
+            conn.0.upgrade();
+        }
+        return next.run(request).await;
+    }
+    let config = server.config();
+    let (parts, body) = request.into_parts();
+    let read = axum::body::to_bytes(body, config.max_body);
+    let bytes = match tokio::time::timeout(config.idle_timeout, read).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            let why = format!("body larger than {} bytes or unreadable\n", config.max_body);
+            return (StatusCode::PAYLOAD_TOO_LARGE, why).into_response();
+        }
+        Err(_) => {
+            let why = format!(
+                "the request body did not arrive within {:?}\n",
+                config.idle_timeout
+            );
+            let mut response = (StatusCode::REQUEST_TIMEOUT, why).into_response();
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            return response;
+        }
+    };
+    if let Some(conn) = conn {
+        conn.0.prove();
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
