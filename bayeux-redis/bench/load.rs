@@ -42,14 +42,9 @@
 //! when an assertion fails, or on Ctrl-C. Loopback only; everything is bounded by timeouts.
 
 // The same WebSocket client and CPU reader as the bayeux and presence benchmarks.
-#[path = "../../bayeux/bench/procs.rs"]
-mod procs;
-#[path = "../../bayeux/bench/procstat.rs"]
-mod procstat;
-#[path = "../../bayeux/bench/ws.rs"]
-mod ws;
-use procs::{commandstats, spread, start_redis, start_server};
-use procstat::cpu_s;
+use bench_support::procs::{commandstats, spread, start_redis, start_server};
+use bench_support::procstat::cpu_s;
+use bench_support::ws;
 
 use clap::Parser;
 use serde_json::{json, Value};

@@ -11,11 +11,8 @@
 //! sends M messages (20 unacknowledged at most) to the channel all N subscribe to: delivered messages per
 //! second and publish-to-delivery latency. Prints a Markdown table.
 
-#[path = "procstat.rs"]
-mod procstat;
-#[path = "ws.rs"]
-mod ws;
-use procstat::cpu_s;
+use bench_support::procstat::cpu_s;
+use bench_support::ws;
 
 use serde_json::{json, Value};
 use std::path::PathBuf;

@@ -4,9 +4,7 @@
 
 mod common;
 
-#[path = "../bench/ws.rs"]
-#[allow(dead_code)]
-mod wsclient;
+use bench_support::ws as wsclient;
 
 use serde_json::{json, Value};
 use std::time::Duration;

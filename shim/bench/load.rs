@@ -34,14 +34,9 @@
 //! `PRESENCE_BENCH_TRACE=1` prints every frame the first client reads (to see both servers' traffic).
 
 // The same minimal WebSocket client as the bayeux benchmark, so both benchmarks drive servers alike.
-#[path = "../../bayeux/bench/procs.rs"]
-mod procs;
-#[path = "../../bayeux/bench/procstat.rs"]
-mod procstat;
-#[path = "../../bayeux/bench/ws.rs"]
-mod ws;
-use procs::{commandstats, median, spread, start_redis, start_server};
-use procstat::cpu_s;
+use bench_support::procs::{commandstats, median, spread, start_redis, start_server};
+use bench_support::procstat::cpu_s;
+use bench_support::ws;
 
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};

@@ -1,4 +1,4 @@
-//! Process CPU time from `/proc`, shared by the bayeux and presence benchmarks.
+//! Process CPU time from `/proc`, shared by the benchmarks.
 
 /// User + system CPU time of a process so far, in seconds (Linux clock ticks are 1/100 s). `pid` is a
 /// number or `self`.

@@ -1,8 +1,6 @@
 //! What the benchmarks share besides the WebSocket client: spawning the processes they measure (each
 //! killed by pid when its guard drops, also on a panic or Ctrl-C), a fresh redis-server, Redis command
-//! counts, and the median [min–max] summaries. Included with `#[path]` by each benchmark.
-
-#![allow(dead_code)] // each benchmark uses its own subset
+//! counts, and the median [min–max] summaries.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -47,6 +45,8 @@ impl Drop for Guard {
     }
 }
 
+/// Starts `cmd` (its stderr shown, its stdout as given) under a [`Guard`]; panics, naming it, if it
+/// cannot start: a benchmark without its process has nothing to measure.
 pub fn spawn(name: &str, cmd: &mut Command, stdout: Stdio) -> Guard {
     let child = cmd
         .stdout(stdout)
@@ -62,6 +62,7 @@ pub fn spawn(name: &str, cmd: &mut Command, stdout: Stdio) -> Guard {
     }
 }
 
+/// A loopback port free right now (the OS's pick; the listener is closed before the caller binds).
 pub fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
     listener.local_addr().unwrap().port()
@@ -137,6 +138,7 @@ pub async fn commandstats(con: &mut redis::aio::MultiplexedConnection) -> BTreeM
         .collect()
 }
 
+/// The median of the finite values (NaN if there are none: a figure no round measured).
 pub fn median(values: &[f64]) -> f64 {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
     v.sort_by(f64::total_cmp);

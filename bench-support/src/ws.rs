@@ -1,4 +1,4 @@
-//! A minimal WebSocket client (RFC 6455) for the benchmark: enough to speak Bayeux to any server without
+//! A minimal WebSocket client (RFC 6455) for the benchmarks: enough to speak Bayeux to any server without
 //! pulling a client library into the workspace. Text frames only; pings are ignored (neither server
 //! sends them unasked).
 
@@ -7,7 +7,9 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
+/// The receiving half of a connection: reads the server's frames.
 pub struct Reader(BufReader<OwnedReadHalf>);
+/// The sending half of a connection: writes masked text frames.
 pub struct Writer(OwnedWriteHalf);
 
 /// Opens `ws://addr/path`.
