@@ -202,6 +202,13 @@ impl RedisServer {
         self.kill();
     }
 
+    /// Stops the server dead (SIGSTOP, by its pid) until the guard is dropped (SIGCONT): a Redis that
+    /// stalls (a long fork, a swapping host, a stuck disk) with every connection left open.
+    pub fn stall(&self) -> Stalled<'_> {
+        signal(self.child.as_ref().expect("a running server").id(), "-STOP");
+        Stalled { server: self }
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -215,6 +222,28 @@ impl Drop for RedisServer {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A stalled server; it goes on when this is dropped.
+#[must_use = "the server resumes when the guard is dropped"]
+pub struct Stalled<'a> {
+    server: &'a RedisServer,
+}
+
+impl Drop for Stalled<'_> {
+    fn drop(&mut self) {
+        if let Some(child) = self.server.child.as_ref() {
+            signal(child.id(), "-CONT");
+        }
+    }
+}
+
+fn signal(pid: u32, which: &str) {
+    let status = Command::new("kill")
+        .args([which, &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill {which} {pid} failed");
 }
 
 /// A loopback port nobody listens on right now.
