@@ -50,8 +50,8 @@ fn a_stalled_redis_costs_no_member_and_keeps_no_ghost() {
         d.join(&name, &channel, &name, Json::Null);
         truth.insert(name);
     }
-    for m in 0..2 {
-        d.client(&format!("late{m}"), &servers[m].url(), Transport::WebSocket);
+    for (m, server) in servers.iter().enumerate() {
+        d.client(&format!("late{m}"), &server.url(), Transport::WebSocket);
         d.connect(&format!("late{m}"));
     }
 
