@@ -65,4 +65,4 @@ pub use message::Message;
 pub use outbound::Outbound;
 pub use push::PushGuard;
 pub use server::{Answer, Server, ServerBuilder, WeakServer};
-pub use transport::{router, serve, without_delay};
+pub use transport::{router, serve, serve_with, without_delay};

@@ -11,6 +11,7 @@
 //! - [`local_redis`]: the `redis-server` it starts for itself when given no Redis, with the module found
 //!   beside this program (`libpresence.so`, where cargo builds both) unless `--module` says otherwise.
 
+mod assets;
 mod local_redis;
 
 use std::net::SocketAddr;
@@ -101,6 +102,11 @@ struct Args {
     /// presence.max-id-bytes.
     #[arg(long, env = "FAYE_PRESENCE_MAX_ID_BYTES", default_value_t = 256)]
     max_id_bytes: usize,
+    /// Serve the files of this directory at `/` (e.g. `examples/web`, the "who is online" page);
+    /// `<mount>/client.js` (Faye's browser client) and `<mount>/presence.js` (the presence client
+    /// library) are always served.
+    #[arg(long = "static", env = "FAYE_PRESENCE_STATIC")]
+    static_dir: Option<PathBuf>,
     /// The module for the local redis-server (default: libpresence.so next to this program).
     #[arg(long, env = "FAYE_PRESENCE_MODULE")]
     module: Option<PathBuf>,
@@ -162,7 +168,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
     // Scripts and tests wait for this line.
     println!("listening on {address}");
     tracing::info!("Bayeux with presence at http://{address}{}", args.mount);
-    bayeux::serve(listener, server, shutdown_signal()).await?;
+    let app = assets::routes(&args.mount, args.static_dir).merge(bayeux::router(server.clone()));
+    bayeux::serve_with(listener, &server, app, shutdown_signal()).await?;
     drop(local);
     Ok(())
 }

@@ -269,3 +269,119 @@ fn the_client_library_drops_duplicates_resyncs_on_a_gap_and_survives_a_stream_cu
         assert!(out.contains(phase), "{phase} missing from:\n{out}");
     }
 }
+
+/// `GET path` on `addr` as `(status, content type, body)`, over a plain socket.
+fn get(addr: &str, path: &str) -> (u16, String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut tcp = std::net::TcpStream::connect(addr).expect("connect");
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        tcp,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    tcp.read_to_end(&mut raw).expect("read the response");
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a whole head");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head[9..12].parse().expect("a status");
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type:")
+                .map(|v| v.trim().to_owned())
+        })
+        .unwrap_or_default();
+    (status, content_type, raw[split + 4..].to_vec())
+}
+
+fn web_dir() -> String {
+    js_dir()
+        .join("../../examples/web")
+        .canonicalize()
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+#[test]
+fn the_server_serves_the_browser_scripts_and_the_static_page() {
+    let redis = RedisServer::start();
+    let server = PresenceServer::start(&["--redis", &redis.url(), "--static", &web_dir()]);
+    let faye = get(server.addr(), "/faye/client.js");
+    assert_eq!(
+        (faye.0, faye.1.as_str()),
+        (200, "application/javascript; charset=utf-8")
+    );
+    let bundle =
+        std::fs::read(js_dir().join("node_modules/faye/client/faye-browser-min.js")).unwrap();
+    assert!(faye.2 == bundle, "client.js is not Faye's browser bundle");
+    let lib = get(server.addr(), "/faye/presence.js");
+    assert_eq!(
+        (lib.0, lib.1.as_str()),
+        (200, "application/javascript; charset=utf-8")
+    );
+    let source = std::fs::read(js_dir().join("../../clients/faye-presence.js")).unwrap();
+    assert!(
+        lib.2 == source,
+        "presence.js is not clients/faye-presence.js"
+    );
+    let page = get(server.addr(), "/");
+    assert_eq!((page.0, page.1.as_str()), (200, "text/html; charset=utf-8"));
+    assert!(String::from_utf8_lossy(&page.2).contains("/faye/presence.js"));
+    for outside in [
+        "/../Cargo.toml",
+        "/%2e%2e/Cargo.toml",
+        "/.hidden",
+        "/missing.html",
+    ] {
+        assert_eq!(get(server.addr(), outside).0, 404, "{outside}");
+    }
+    // Bayeux still answers on its mount.
+    let replies = presence_tests::presence_server::http::bayeux_post(
+        server.addr(),
+        r#"[{"channel":"/meta/handshake","version":"1.0","supportedConnectionTypes":["long-polling"]}]"#,
+    );
+    assert_eq!(replies[0].get("successful").as_bool(), Some(true));
+    // Without --static, nothing but Bayeux and the scripts.
+    let bare = PresenceServer::start(&["--redis", &redis.url()]);
+    assert_eq!(get(bare.addr(), "/").0, 404);
+    assert_eq!(get(bare.addr(), "/faye/presence.js").0, 200);
+}
+
+#[test]
+fn the_who_is_online_page_in_chromium_shows_no_leave_on_a_reload() {
+    // The page, the scripts and Bayeux from one server; a short --timeout so that a disconnect lost
+    // in the unload would still end the old client soon (the test then still waits for it).
+    let redis = RedisServer::start();
+    let grace = "2";
+    let server = PresenceServer::start(&[
+        "--redis",
+        &redis.url(),
+        "--static",
+        &web_dir(),
+        "--leave-grace",
+        grace,
+        "--timeout",
+        "3",
+    ]);
+    let shot = std::env::temp_dir().join(format!("who-is-online-{}.png", std::process::id()));
+    let out = run_node(
+        "grace_browser.js",
+        &[
+            &format!("http://{}", server.addr()),
+            grace,
+            &redis.port().to_string(),
+            &shot.display().to_string(),
+        ],
+        Duration::from_secs(120),
+    );
+    assert!(out.contains("RESULT "), "{out}");
+    let png = std::fs::read(&shot).expect("the screenshot");
+    let _ = std::fs::remove_file(&shot);
+    assert!(png.starts_with(b"\x89PNG"), "not a PNG");
+}

@@ -19,7 +19,7 @@ mod http;
 mod serve;
 mod ws;
 
-pub use serve::serve;
+pub use serve::{serve, serve_with};
 
 use crate::Server;
 use axum::body::Body;

@@ -46,8 +46,19 @@ pub async fn serve(
     server: Server,
     shutdown: impl Future<Output = ()> + Send,
 ) -> io::Result<()> {
+    let router = crate::router(server.clone());
+    serve_with(listener, &server, router, shutdown).await
+}
+
+/// [`serve`] with the host's own `router`: [`crate::router`] of `server` merged with other routes (a
+/// program that also serves its front end's scripts or pages), under the same limits.
+pub async fn serve_with(
+    listener: TcpListener,
+    server: &Server,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send,
+) -> io::Result<()> {
     let config = server.config().clone();
-    let router = crate::router(server);
     let shared = Arc::new(Shared::default());
     let (closing_tx, closing) = tokio::sync::watch::channel(false);
     let mut backoff = Backoff::default();
