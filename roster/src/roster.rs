@@ -423,3 +423,42 @@ impl Roster {
         Ok(roster)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::from(s.as_bytes())
+    }
+
+    /// What `PRESENCE.LEAVE ... GRACE` applies: a touch that moves a deadline *earlier*. The heaps must
+    /// then put the connection first for purging and drop it from the latest deadline.
+    #[test]
+    fn a_deadline_moved_earlier_is_purged_then_and_no_longer_the_latest() {
+        let mut roster = Roster::new(0);
+        let mut events = Vec::new();
+        for (client, deadline) in [("tab-1", 9_000), ("other", 5_000)] {
+            let op = Op::Join {
+                client: b(client),
+                id: b(client),
+                data: b(""),
+                deadline,
+            };
+            roster.apply(&op, &mut events);
+        }
+        assert_eq!(roster.latest_deadline(), Some(9_000));
+        let grace = Op::Touch {
+            client: b("tab-1"),
+            deadline: 1_000,
+        };
+        roster.apply(&grace, &mut events);
+        assert_eq!(roster.deadline_of(b"tab-1"), Some(1_000));
+        assert_eq!(roster.deadline_of(b"nobody"), None);
+        assert_eq!(roster.earliest_deadline(), Some(1_000));
+        assert_eq!(roster.latest_deadline(), Some(5_000));
+        assert!(roster.expired_clients(999).is_empty());
+        assert_eq!(roster.expired_clients(1_000), vec![b("tab-1")]);
+        assert_eq!(events.len(), 2, "a touch is no event: {events:?}");
+    }
+}
