@@ -39,3 +39,12 @@ if [ -f tests/js/package-lock.json ]; then
     npm ci --prefix tests/js --no-audit --no-fund --loglevel=error >/dev/null
   fi
 fi
+# Node Faye with faye-presence 0.0.3: the benchmark's rival, and the old server the client library's
+# compatibility test (tests/tests/presence_grace.rs) runs against.
+if [ -f shim/bench/package-lock.json ]; then
+  stamp=shim/bench/node_modules/.package-lock.json
+  if [ ! -f "$stamp" ] || [ shim/bench/package-lock.json -nt "$stamp" ]; then
+    echo "prerequisites: npm ci in shim/bench"
+    npm ci --prefix shim/bench --no-audit --no-fund --loglevel=error >/dev/null
+  fi
+fi

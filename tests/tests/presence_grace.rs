@@ -385,3 +385,65 @@ fn the_who_is_online_page_in_chromium_shows_no_leave_on_a_reload() {
     let _ = std::fs::remove_file(&shot);
     assert!(png.starts_with(b"\x89PNG"), "not a PNG");
 }
+
+/// Node Faye with faye-presence 0.0.3 (`shim/bench/faye_presence_server.js`) on `redis`, killed (by
+/// its pid, through `Child::kill`) on drop.
+struct LegacyServer(std::process::Child, String);
+
+impl LegacyServer {
+    fn start(redis: &RedisServer) -> Self {
+        use std::io::BufRead;
+        use std::process::{Command, Stdio};
+        let bench = js_dir().join("../../shim/bench");
+        assert!(
+            bench.join("node_modules/faye-presence").is_dir(),
+            "shim/bench/node_modules is missing: run `npm ci --prefix shim/bench` (scripts/prerequisites.sh does)"
+        );
+        let mut child = Command::new("node")
+            .current_dir(&bench)
+            .args(["faye_presence_server.js", &redis.port().to_string(), "10"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the faye-presence 0.0.3 server");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let mut server = LegacyServer(child, String::new());
+        server.1 = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the faye-presence 0.0.3 server to listen");
+        server
+    }
+}
+
+impl Drop for LegacyServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn the_client_library_works_with_a_faye_presence_0_0_3_server() {
+    let redis = RedisServer::start();
+    let legacy = LegacyServer::start(&redis);
+    let out = run_node(
+        "client_lib_legacy.js",
+        &[
+            &format!("http://{}/faye", legacy.1),
+            &unique_channel("legacy"),
+        ],
+        Duration::from_secs(60),
+    );
+    assert!(out.contains("RESULT "), "{out}");
+}
