@@ -60,7 +60,9 @@ pub async fn serve(
 }
 
 /// Like [`serve`] on the given engine, e.g. a `bayeux_redis::RedisEngine` shared by several server
-/// processes. Roster messages still go to each process's own subscribers only, from Redis' stream.
+/// processes. Roster messages are still addressed to the members that joined through this process,
+/// from Redis' stream (never published by channel through the shared engine, which would deliver them
+/// once per process).
 pub async fn serve_on(
     config: Config,
     bayeux_config: bayeux::Config,

@@ -6,9 +6,10 @@
 //!   this process's own, because overwriting a loaded `.so` crashes every server using it.
 //! - [`RedisServer`]: one `redis-server --loadmodule`, restartable on the same directory and port.
 //! - [`Cluster`]: three such servers joined as a Redis Cluster.
-//! - [`commands`]: typed calls of the presence commands; [`listener`]: a shard pub/sub subscriber that
-//!   decodes roster events.
-//! - [`reply`]: reading presence replies the same way in RESP2 (flat arrays) and RESP3 (maps).
+//! - [`commands`]: the presence commands through `presence-client` (the decoder the shim uses too),
+//!   options left raw for tests to get wrong; [`listener`]: a shard pub/sub subscriber that decodes
+//!   roster events.
+//! - [`reply`]: `presence-client`'s readers of raw replies (RESP2 flat arrays, RESP3 maps), panicking.
 //! - [`load`]: [`CpuHogs`], bounded busy loops that load the CPU during a test.
 //! - [`wait_until`]: polls a condition with a deadline instead of sleeping.
 //! - [`presence_server`]: the `faye-presence` binary and real Faye clients (Node) driving it end to end.
