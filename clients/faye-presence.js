@@ -15,7 +15,7 @@
  * What it does for you, over the faye-presence protocol (see the server's README):
  * - puts ext.presence = {id, data} on the channel's /meta/subscribe, or, with callbacks.auth, the
  *   signed form {channel_data, auth} the app's backend gives (auth is that object, or a function
- *   (clientId, channel) returning it or a Promise of it);
+ *   (clientId, channel) returning it or a Promise of it; the member is then who channel_data says);
  * - keeps the roster: the subscribe reply's snapshot, then every {subscribe, unsubscribe} message,
  *   one id or many (batched messages);
  * - uses ext.presence.rev to drop what it already has (a message whose rev is not newer), and

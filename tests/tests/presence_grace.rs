@@ -447,3 +447,15 @@ fn the_client_library_works_with_a_faye_presence_0_0_3_server() {
     );
     assert!(out.contains("RESULT "), "{out}");
 }
+
+#[test]
+fn the_client_library_sends_signed_identities() {
+    let redis = RedisServer::start();
+    let server = PresenceServer::start(&["--redis", &redis.url(), "--secret", "s3cret"]);
+    let out = run_node(
+        "client_lib_signed.js",
+        &[&server.url(), &unique_channel("signed"), "s3cret"],
+        Duration::from_secs(60),
+    );
+    assert!(out.contains("RESULT "), "{out}");
+}
