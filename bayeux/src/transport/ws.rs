@@ -16,22 +16,24 @@ pub(super) fn upgrade(upgrade: WebSocketUpgrade, server: Server) -> Response {
         .max_message_size(max)
         .max_frame_size(max)
         // tungstenite allocates its read buffer up front (128 KiB by default): with thousands of
-        // mostly idle clients that dominated memory. Typical Bayeux frames fit in 4 KiB; bigger ones
-        // still work, they just take more reads. Each send is a whole batch, so nothing is gained by
+        // mostly idle clients that dominated memory, and 4 KiB was still an eighth of an idle client.
+        // A connect or a subscribe is a few hundred bytes; a bigger frame makes tungstenite reserve
+        // its whole length, so it only takes more reads. Each send is a whole batch, so nothing is gained by
         // buffering writes either: write every frame at once.
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(1024)
         .write_buffer_size(0)
         .on_upgrade(move |socket| run(socket, server))
 }
 
 async fn run(socket: WebSocket, server: Server) {
     let (mut sink, mut stream) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<Answered>(64);
+    // A channel allocates a block of 32 slots up front, per socket: boxed answers keep it at 256 bytes.
+    let (tx, mut rx) = mpsc::channel::<Box<Answered>>(64);
     let (push_tx, mut push_rx) = mpsc::channel::<Vec<crate::Outbound>>(64);
     let writer = tokio::spawn(async move {
         loop {
             let (text, fence) = tokio::select! {
-                Some(answered) = rx.recv() => answered,
+                Some(answered) = rx.recv() => *answered,
                 Some(batch) = push_rx.recv() => (crate::outbound::to_json_array(&batch), None),
                 else => break,
             };
@@ -49,12 +51,14 @@ async fn run(socket: WebSocket, server: Server) {
     // client sends on the same socket meanwhile, and they are aborted when the socket closes (nobody is
     // left to answer). Everything else goes, in arrival order, through one worker that runs to
     // completion: a client's publishes keep their order, and one sent just before closing is not lost.
-    let (work_tx, mut work_rx) = mpsc::channel::<Value>(256);
+    let (work_tx, mut work_rx) = mpsc::channel::<Box<Value>>(256);
     let worker = {
         let (server, tx) = (server.clone(), tx.clone());
         tokio::spawn(async move {
             while let Some(batch) = work_rx.recv().await {
-                answer(server.clone(), batch, tx.clone()).await;
+                let batch = *batch;
+                // Boxed: an idle worker then holds a pointer, not the whole answer's state.
+                Box::pin(answer(server.clone(), batch, tx.clone())).await;
             }
         })
     };
@@ -70,13 +74,13 @@ async fn run(socket: WebSocket, server: Server) {
             Ok(value) => value,
             Err(e) => {
                 let error = Error::BadRequest(format!("invalid JSON: {e}"));
-                let _ = tx.send((error_frame(&error), None)).await;
+                let _ = tx.send(Box::new((error_frame(&error), None))).await;
                 continue;
             }
         };
         let (held, rest) = split_connects(value);
         if let Some(rest) = rest {
-            if work_tx.send(rest).await.is_err() {
+            if work_tx.send(Box::new(rest)).await.is_err() {
                 break;
             }
         }
@@ -111,7 +115,7 @@ fn connecting_client(connects: &Value) -> Option<&str> {
 type Answered = (String, Option<ReplyFence>);
 
 /// Runs one batch and queues its answer (`[]` for an empty batch: Faye pings with `[]`).
-async fn answer(server: Server, batch: Value, tx: mpsc::Sender<Answered>) {
+async fn answer(server: Server, batch: Value, tx: mpsc::Sender<Box<Answered>>) {
     let answered = match server.answer_json(batch).await {
         Ok(answer) => (
             crate::outbound::to_json_array(&answer.replies),
@@ -119,7 +123,7 @@ async fn answer(server: Server, batch: Value, tx: mpsc::Sender<Answered>) {
         ),
         Err(e) => (error_frame(&e), None),
     };
-    let _ = tx.send(answered).await;
+    let _ = tx.send(Box::new(answered)).await;
 }
 
 fn error_frame(error: &Error) -> String {
