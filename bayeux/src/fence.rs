@@ -20,10 +20,26 @@ use std::sync::Mutex;
 /// A (client id, channel) pair with a subscribe reply in flight.
 type Key = (String, String);
 
-/// The fences of one server.
+/// The fences of one server, by channel then client, so a delivery looks its receivers up without
+/// building a key for each, and fences on other channels cost it nothing.
 #[derive(Default)]
 pub(crate) struct Fences {
-    fences: Mutex<HashMap<Key, Fence>>,
+    fences: Mutex<HashMap<String, HashMap<String, Fence>>>,
+}
+
+type ByChannel = HashMap<String, HashMap<String, Fence>>;
+
+fn fence_mut<'a>(fences: &'a mut ByChannel, (client, channel): &Key) -> Option<&'a mut Fence> {
+    fences.get_mut(channel)?.get_mut(client)
+}
+
+fn remove(fences: &mut ByChannel, (client, channel): &Key) {
+    if let Some(on_channel) = fences.get_mut(channel) {
+        on_channel.remove(client);
+        if on_channel.is_empty() {
+            fences.remove(channel);
+        }
+    }
 }
 
 #[derive(Default)]
@@ -37,7 +53,7 @@ struct Fence {
 }
 
 impl Fences {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Fence>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ByChannel> {
         self.fences.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -45,9 +61,13 @@ impl Fences {
     pub(crate) fn raise(&self, client_id: &str, channels: &[String], into: &mut ReplyFence) {
         let mut fences = self.lock();
         for channel in channels {
-            let key = (client_id.to_owned(), channel.clone());
-            fences.entry(key.clone()).or_default().holders += 1;
-            into.raised.push(key);
+            fences
+                .entry(channel.clone())
+                .or_default()
+                .entry(client_id.to_owned())
+                .or_default()
+                .holders += 1;
+            into.raised.push((client_id.to_owned(), channel.clone()));
         }
     }
 
@@ -55,13 +75,12 @@ impl Fences {
     /// which may have it at once.
     pub(crate) fn park(&self, clients: &[String], message: &Message) -> Vec<String> {
         let mut fences = self.lock();
-        if fences.is_empty() {
+        let Some(on_channel) = fences.get_mut(&message.channel) else {
             return clients.to_vec();
-        }
+        };
         let mut free = Vec::with_capacity(clients.len());
         for client in clients {
-            // One allocation per receiver only while some fence is up; the common case returned above.
-            match fences.get_mut(&(client.clone(), message.channel.clone())) {
+            match on_channel.get_mut(client.as_str()) {
                 Some(fence) => fence.parked.push(message.clone()),
                 None => free.push(client.clone()),
             }
@@ -75,7 +94,7 @@ impl Fences {
         let mut fences = self.lock();
         let mut to_flush = Vec::new();
         for key in raised {
-            let Some(fence) = fences.get_mut(&key) else {
+            let Some(fence) = fence_mut(&mut fences, &key) else {
                 continue;
             };
             fence.holders -= 1;
@@ -83,7 +102,7 @@ impl Fences {
                 continue;
             }
             if fence.parked.is_empty() {
-                fences.remove(&key);
+                remove(&mut fences, &key);
             } else {
                 fence.flushing = true;
                 to_flush.push(key);
@@ -96,13 +115,13 @@ impl Fences {
     /// raised again meanwhile, whose own lowering then hands over the rest).
     fn next_batch(&self, key: &Key) -> Option<Vec<Message>> {
         let mut fences = self.lock();
-        let fence = fences.get_mut(key)?;
+        let fence = fence_mut(&mut fences, key)?;
         if fence.holders > 0 {
             fence.flushing = false;
             return None;
         }
         if fence.parked.is_empty() {
-            fences.remove(key);
+            remove(&mut fences, key);
             return None;
         }
         Some(std::mem::take(&mut fence.parked))
