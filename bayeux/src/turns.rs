@@ -30,7 +30,13 @@ const IDLE: Duration = Duration::from_secs(600);
 #[derive(Default)]
 pub(crate) struct Turns {
     lanes: Mutex<HashMap<String, Lane>>,
+    /// Idle lanes are swept once there are more than this many (and [`PRUNE_FROM`]); then it doubles
+    /// the count left, so the sweep costs O(1) per batch over time instead of a full scan each.
+    prune_at: std::sync::atomic::AtomicUsize,
 }
+
+/// No sweep of idle lanes below this many.
+const PRUNE_FROM: usize = 10_000;
 
 struct Lane {
     /// Whether the client's ids have shown a letter: base 36 (Faye) rather than decimal (CometD).
@@ -138,12 +144,15 @@ impl Turns {
         let now = Instant::now();
         let (key, changed) = {
             let mut lanes = self.lanes();
-            if lanes.len() > 10_000 {
+            let prune_at = self.prune_at.load(std::sync::atomic::Ordering::Relaxed);
+            if lanes.len() > prune_at.max(PRUNE_FROM) {
                 lanes.retain(|_, lane| {
                     lane.busy
                         || !lane.waiting.is_empty()
                         || now.duration_since(lane.last_used) < IDLE
                 });
+                self.prune_at
+                    .store(lanes.len() * 2, std::sync::atomic::Ordering::Relaxed);
             }
             let lane = lanes.entry(client_id.to_owned()).or_insert_with(Lane::new);
             lane.last_used = now;
