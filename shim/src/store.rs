@@ -56,6 +56,7 @@ pub struct Store {
     backend: Backend,
     timeout: Duration,
     keys: Keys,
+    leave_grace: Duration,
 }
 
 #[derive(Clone)]
@@ -101,6 +102,7 @@ impl Store {
             backend,
             timeout: config.timeout,
             keys: config.keys(),
+            leave_grace: config.leave_grace,
         };
         store.check_module().await?;
         Ok(store)
@@ -256,9 +258,13 @@ impl Store {
             .map(drop)
     }
 
-    /// `PRESENCE.LEAVE channel client`.
+    /// `PRESENCE.LEAVE channel client [GRACE ms]`, with [`Config::leave_grace`] on every leave
+    /// (unsubscribe, disconnect, timeout): the module then holds the member's leave for that long.
     pub async fn leave(&self, channel: &str, client: &str) -> Result<(), ShimError> {
-        let cmd = command::leave(self.keys.key(channel), client);
+        let mut cmd = command::leave(self.keys.key(channel), client);
+        if !self.leave_grace.is_zero() {
+            cmd.arg("GRACE").arg(self.leave_grace.as_millis() as u64);
+        }
         self.query::<Value>(self.shard_of(channel), &cmd)
             .await
             .map(drop)
