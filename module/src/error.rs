@@ -62,6 +62,17 @@ pub enum PresenceError {
         /// Members on the channel.
         members: usize,
     },
+    /// A new member on a channel that has as many as the join's `MAXMEMBERS` allows.
+    #[error("LIMIT the channel has {members} members, the most MAXMEMBERS allows ({max})")]
+    OverMaxMembers {
+        /// Members on the channel.
+        members: usize,
+        /// The join's `MAXMEMBERS`.
+        max: u64,
+    },
+    /// A `MAXMEMBERS` that is not a whole number from 1 up.
+    #[error("ERR MAXMEMBERS must be a whole number of at least 1")]
+    BadMaxMembers,
     /// `PRESENCE.APPLY` sent by an ordinary client.
     #[error(
         "DENIED PRESENCE.APPLY is internal: it is accepted only from a master or while loading"

@@ -25,6 +25,9 @@ pub struct JoinOptions {
     /// `TTL ms`: the connection's deadline is now + this; without it the module's
     /// `presence.default-ttl` (60 s unless configured).
     pub ttl: Option<Duration>,
+    /// `MAXMEMBERS n`: a new member is refused (`LIMIT`, nothing stored) if the channel already has
+    /// `n`, checked in the same atomic step as the join.
+    pub max_members: Option<u64>,
     /// `WITHROSTER`: the reply carries the whole roster, taken in the same atomic step as the join.
     pub with_roster: bool,
 }
@@ -38,6 +41,12 @@ impl JoinOptions {
     /// With `TTL ms` (whole milliseconds; the module accepts 1 ms to 30 days).
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
+        self
+    }
+
+    /// With `MAXMEMBERS n` (at least 1).
+    pub fn max_members(mut self, n: u64) -> Self {
+        self.max_members = Some(n);
         self
     }
 
@@ -60,7 +69,7 @@ pub fn join<K: ToRedisArgs, C: ToRedisArgs, I: ToRedisArgs, D: ToRedisArgs>(
     cmd
 }
 
-/// `PRESENCE.JOIN key client id data [TTL ms] [WITHROSTER]`.
+/// `PRESENCE.JOIN key client id data [TTL ms] [MAXMEMBERS n] [WITHROSTER]`.
 pub fn join_with<K: ToRedisArgs, C: ToRedisArgs, I: ToRedisArgs, D: ToRedisArgs>(
     key: K,
     client: C,
@@ -71,6 +80,9 @@ pub fn join_with<K: ToRedisArgs, C: ToRedisArgs, I: ToRedisArgs, D: ToRedisArgs>
     let mut cmd = join(key, client, id, data);
     if let Some(ttl) = options.ttl {
         cmd.arg("TTL").arg(millis(ttl));
+    }
+    if let Some(n) = options.max_members {
+        cmd.arg("MAXMEMBERS").arg(n);
     }
     if options.with_roster {
         cmd.arg("WITHROSTER");

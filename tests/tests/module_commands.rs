@@ -486,3 +486,60 @@ fn a_panic_is_an_error_reply_and_redis_lives_on() {
         "the panic is logged"
     );
 }
+
+#[test]
+fn maxmembers_is_checked_in_the_joins_atomic_step() {
+    let server = RedisServer::start();
+    let ch = unique_channel("maxmembers");
+    let mut con = server.connect();
+    let first = join(&mut con, &ch, "c0", "m0", "", &["MAXMEMBERS", "5"]).unwrap();
+    // 40 joins of distinct ids from 8 connections at once, each allowing 5 members: exactly 4 more
+    // get in, whatever the interleaving, and every other one is a LIMIT error that stored nothing.
+    let outcomes: Vec<Result<(), String>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..8)
+            .map(|w| {
+                let server = &server;
+                let ch = &ch;
+                scope.spawn(move || {
+                    let mut con = server.connect();
+                    (0..5)
+                        .map(|i| {
+                            let id = format!("m{w}-{i}");
+                            let client = format!("c{w}-{i}");
+                            join(&mut con, ch, &client, &id, "", &["MAXMEMBERS", "5"])
+                                .map(drop)
+                                .map_err(|e| format!("{e}"))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    let admitted = outcomes.iter().filter(|o| o.is_ok()).count();
+    assert_eq!(admitted, 4, "{outcomes:?}");
+    for refused in outcomes.iter().filter_map(|o| o.as_ref().err()) {
+        assert!(
+            refused.contains("the channel has 5 members, the most MAXMEMBERS allows (5)"),
+            "{refused}"
+        );
+    }
+    let (rev, members, connections) = count(&mut con, &ch).unwrap();
+    assert_eq!((members, connections), (5, 5));
+    assert_eq!(
+        rev,
+        first.rev + 4,
+        "only the admitted joins changed the roster"
+    );
+    // A full channel takes another connection of a member, and data changes of members.
+    join(&mut con, &ch, "c-extra", "m0", "new", &["MAXMEMBERS", "5"]).unwrap();
+    assert_eq!(count(&mut con, &ch).unwrap().1, 5);
+    // MAXMEMBERS never lifts presence.max-members, and bad values are refused.
+    let bad = error_of(join(&mut con, &ch, "c9", "x", "", &["MAXMEMBERS", "0"]));
+    assert_eq!(bad, "ERR MAXMEMBERS must be a whole number of at least 1");
+    let bad = error_of(join(&mut con, &ch, "c9", "x", "", &["MAXMEMBERS", "many"]));
+    assert_eq!(bad, "ERR MAXMEMBERS must be a whole number of at least 1");
+}

@@ -1,6 +1,9 @@
-//! `PRESENCE.JOIN channel client id data [TTL ms] [WITHROSTER]`
+//! `PRESENCE.JOIN channel client id data [TTL ms] [MAXMEMBERS n] [WITHROSTER]`
 //!
-//! Binds connection `client` to member `id` with `data`, after purging expired connections. Replies
+//! Binds connection `client` to member `id` with `data`, after purging expired connections. A new
+//! member is refused (`LIMIT`, nothing changed) when the channel already has `n` members, or
+//! `presence.max-members`, whichever is lower: the check and the join are one atomic step, so joins
+//! racing through many processes cannot pass it. Replies
 //! `{rev, joined, changed, left, expired[, roster]}`: whether `id` is new on the channel, whether its
 //! data changed, ids that left because this client moved to another id, ids that expired on the way,
 //! and with `WITHROSTER` the whole roster after the join.
@@ -25,6 +28,8 @@ pub struct JoinArgs<'a> {
     pub data: &'a [u8],
     /// `TTL`, if given.
     pub ttl_ms: Option<u64>,
+    /// `MAXMEMBERS`, if given: the most members this join may find on the channel and still add one.
+    pub max_members: Option<u64>,
     /// `WITHROSTER` was given.
     pub with_roster: bool,
 }
@@ -39,6 +44,7 @@ pub fn parse<'a>(argv: &[&'a [u8]]) -> Result<JoinArgs<'a>, PresenceError> {
         id,
         data,
         ttl_ms: None,
+        max_members: None,
         with_roster: false,
     };
     // Snapshots store lengths as u32; refusing longer names here keeps every stored roster saveable.
@@ -56,6 +62,9 @@ pub fn parse<'a>(argv: &[&'a [u8]]) -> Result<JoinArgs<'a>, PresenceError> {
         if is_option(option, "TTL") {
             let ms = options.next().ok_or(PresenceError::WrongArity)?;
             args.ttl_ms = Some(parse_ttl(ms)?);
+        } else if is_option(option, "MAXMEMBERS") {
+            let n = options.next().ok_or(PresenceError::WrongArity)?;
+            args.max_members = Some(parse_max_members(n)?);
         } else if is_option(option, "WITHROSTER") {
             args.with_roster = true;
         } else {
@@ -63,6 +72,15 @@ pub fn parse<'a>(argv: &[&'a [u8]]) -> Result<JoinArgs<'a>, PresenceError> {
         }
     }
     Ok(args)
+}
+
+/// Parses `MAXMEMBERS n`: a whole number, at least 1.
+fn parse_max_members(bytes: &[u8]) -> Result<u64, PresenceError> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|n| *n >= 1)
+        .ok_or(PresenceError::BadMaxMembers)
 }
 
 /// Runs the command.
@@ -84,12 +102,18 @@ pub fn run(ctx: &Context, args: &Args) -> Result<(), PresenceError> {
         });
     }
     let ttl_us = join.ttl_ms.unwrap_or_else(config::default_ttl_ms) * 1000;
+    let hard_cap = u64::try_from(config::max_members()).unwrap_or(0);
     let reply = Reply::new(ctx);
     store::change(ctx, args.key()?, Origin::Client, |roster, journal, now| {
         journal.purge(roster, now);
         let members = roster.member_count();
-        if !roster.has_member(join.id) && members as i64 >= config::max_members() {
-            return Err(PresenceError::ChannelFull { members });
+        if !roster.has_member(join.id) {
+            if members as u64 >= hard_cap {
+                return Err(PresenceError::ChannelFull { members });
+            }
+            if let Some(max) = join.max_members.filter(|max| members as u64 >= *max) {
+                return Err(PresenceError::OverMaxMembers { members, max });
+            }
         }
         let (id, data) = roster.share_member(join.id, join.data);
         let op = Op::Join {
@@ -143,6 +167,7 @@ mod tests {
                 id: b"id",
                 data: b"{}",
                 ttl_ms: Some(500),
+                max_members: None,
                 with_roster: true
             }
         );
@@ -161,6 +186,22 @@ mod tests {
         assert!(matches!(
             parse(&[b"J", b"/c", b"cl", b"id", b"d", b"TTL", b"0"]),
             Err(PresenceError::BadTtl { .. })
+        ));
+        assert_eq!(
+            parse(&[b"J", b"/c", b"cl", b"id", b"d", b"MAXMEMBERS", b"7"])
+                .unwrap()
+                .max_members,
+            Some(7)
+        );
+        for bad in [&b"0"[..], b"-1", b"x", b"1.5", b""] {
+            assert!(matches!(
+                parse(&[b"J", b"/c", b"cl", b"id", b"d", b"MAXMEMBERS", bad]),
+                Err(PresenceError::BadMaxMembers)
+            ));
+        }
+        assert!(matches!(
+            parse(&[b"J", b"/c", b"cl", b"id", b"d", b"MAXMEMBERS"]),
+            Err(PresenceError::WrongArity)
         ));
         assert!(matches!(
             parse(&[b"J", b"/c", b"cl", b"id", b"d", b"NX"]),

@@ -33,6 +33,8 @@ fn argument() -> impl Strategy<Value = Vec<u8>> {
             "ttl",
             "WITHROSTER",
             "withRoster",
+            "MAXMEMBERS",
+            "maxMembers",
             "SNAPSHOT",
             "snapshot",
             "NX",
@@ -72,6 +74,7 @@ proptest! {
                 if let Some(ttl) = join.ttl_ms {
                     prop_assert!((1..=MAX_TTL_MS as u64).contains(&ttl));
                 }
+                prop_assert!(join.max_members.is_none_or(|n| n >= 1));
             }
             Err(e) => assert_reply_safe(&e),
         }
@@ -103,7 +106,7 @@ proptest! {
 
     #[test]
     fn unknown_options_are_quoted_escaped_and_bounded(option in prop::collection::vec(any::<u8>(), 1..3000)) {
-        prop_assume!(!option.eq_ignore_ascii_case(b"TTL") && !option.eq_ignore_ascii_case(b"WITHROSTER"));
+        prop_assume!(!["TTL", "WITHROSTER", "MAXMEMBERS"].iter().any(|o| option.eq_ignore_ascii_case(o.as_bytes())));
         let argv: [&[u8]; 6] = [b"PRESENCE.JOIN", b"/c", b"cl", b"id", b"", &option];
         let error = join::parse(&argv).unwrap_err();
         prop_assert!(matches!(error, PresenceError::UnknownOption(_)));
