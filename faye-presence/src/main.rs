@@ -69,6 +69,13 @@ struct Args {
     /// Seconds to wait for Redis before a presence subscribe fails with `503 ... try again`.
     #[arg(long, env = "FAYE_PRESENCE_REDIS_TIMEOUT", default_value_t = 2.0)]
     redis_timeout: f64,
+    /// Channels under this prefix are count-only presence channels: members are told `{count: n}`,
+    /// never the roster (e.g. `/presence-count/`).
+    #[arg(long, env = "FAYE_PRESENCE_COUNT_PREFIX")]
+    count_prefix: Option<String>,
+    /// Refuse a subscribe to a roster channel that already has this many members (default: no limit).
+    #[arg(long, env = "FAYE_PRESENCE_MAX_ROSTER")]
+    max_roster: Option<usize>,
     /// Seconds a member's leave is held after its last connection goes (unsubscribe, disconnect,
     /// timeout): a connection of the same id joining within it (a page reload, a network blip) shows
     /// nobody leaving; 0 leaves at once. 5 to 15 suits browsers.
@@ -147,6 +154,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
     config.ttl = seconds(args.ttl)?;
     config.batch = std::time::Duration::from_millis(args.batch_ms);
     config.timeout = seconds(args.redis_timeout)?;
+    config.count_prefix = args.count_prefix;
+    config.max_roster = args.max_roster;
     config.leave_grace = seconds(args.leave_grace)?;
     config.value = match args.value {
         Value::Data => ValueMode::Data,

@@ -62,6 +62,17 @@ pub struct Config {
     /// on every leave as `PRESENCE.LEAVE ... GRACE ms`, so it works across processes. Zero leaves at
     /// once. Default 0; 5 to 15 s suits browsers (a reload takes a second or two; Ably holds 15 s).
     pub leave_grace: Duration,
+    /// Channels whose names start with this are count-only channels: members are tracked exactly as on
+    /// presence channels (same ids, same liveness), but they are told `{count: n}` (in the subscribe
+    /// reply, then batched whenever it changes), never the roster: for audiences too big for one.
+    /// Default: none.
+    pub count_prefix: Option<String>,
+    /// A subscribe to a roster channel that has this many members already (its id not among them) is
+    /// refused (`400`, nothing stored) instead of making every member pay for one more; the module's
+    /// `presence.max-members` stays the hard cap. Sent as the join's `MAXMEMBERS`, so the module checks
+    /// it in the join's atomic step and no race through several processes passes it. Count-only
+    /// channels have no such limit. Default: no limit.
+    pub max_roster: Option<usize>,
 }
 
 impl Default for Config {
@@ -76,6 +87,8 @@ impl Default for Config {
             secret: None,
             timeout: Duration::from_secs(2),
             batch: Duration::from_millis(50),
+            count_prefix: None,
+            max_roster: None,
             max_id_bytes: 256,
             leave_grace: Duration::ZERO,
         }
@@ -117,6 +130,17 @@ impl Config {
         if self.max_id_bytes == 0 {
             return bad("the id limit must be at least 1 byte");
         }
+        if let Some(count) = &self.count_prefix {
+            if !count.starts_with('/') || !count.ends_with('/') || count.starts_with("/meta/") {
+                return bad("the count prefix must start and end with '/' and not be under /meta/");
+            }
+            if count.starts_with(&self.prefix) || self.prefix.starts_with(count.as_str()) {
+                return bad("the count prefix and the presence prefix must not contain each other");
+            }
+        }
+        if self.max_roster == Some(0) {
+            return bad("the most members of a roster channel must be at least 1");
+        }
         if self.batch > Duration::from_secs(10) {
             return bad("the batch window must be at most 10 s");
         }
@@ -132,9 +156,16 @@ impl Config {
         Ok(())
     }
 
-    /// Whether `channel` is a presence channel.
+    /// Whether `channel` is a presence channel: one with a roster, or a count-only one.
     pub fn is_presence_channel(&self, channel: &str) -> bool {
-        channel.starts_with(&self.prefix)
+        channel.starts_with(&self.prefix) || self.is_count_channel(channel)
+    }
+
+    /// Whether `channel` is a count-only presence channel (see [`Config::count_prefix`]).
+    pub fn is_count_channel(&self, channel: &str) -> bool {
+        self.count_prefix
+            .as_deref()
+            .is_some_and(|prefix| channel.starts_with(prefix))
     }
 
     /// Channel names to Redis keys and back, under [`Config::key_prefix`].
@@ -209,6 +240,39 @@ mod tests {
             };
             assert!(err(key_prefix).contains("hash tag"), "{tagged}");
         }
+    }
+
+    #[test]
+    fn count_channels_are_their_own_prefix() {
+        let with = |count: &str| Config {
+            count_prefix: Some(count.into()),
+            ..Config::with_servers(["redis://127.0.0.1"])
+        };
+        let config = with("/presence-count/");
+        assert!(config.validate().is_ok());
+        assert!(config.is_count_channel("/presence-count/stream"));
+        assert!(config.is_presence_channel("/presence-count/stream"));
+        assert!(!config.is_count_channel("/presence/room"));
+        assert!(config.is_presence_channel("/presence/room"));
+        assert!(!Config::with_servers(["redis://127.0.0.1"]).is_count_channel("/presence-count/x"));
+        for bad in [
+            "/presence/count/",
+            "/",
+            "presence-count/",
+            "/count",
+            "/meta/count/",
+        ] {
+            assert!(with(bad).validate().is_err(), "{bad}");
+        }
+        let none = Config {
+            max_roster: Some(0),
+            ..Config::with_servers(["redis://127.0.0.1"])
+        };
+        assert!(none
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("at least 1"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use async_trait::async_trait;
 use bayeux::Message;
+use presence_client::JoinOptions;
 use presence_roster::Event;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
@@ -75,6 +76,8 @@ struct Channel {
     /// waits for a delivery, which in a big room on a shared engine is a Redis round trip to hundreds
     /// of queues. The task also batches them (see [`Config::batch`]).
     outbox: mpsc::UnboundedSender<Vec<Event>>,
+    /// Members are told the count only (see `Config::count_prefix`).
+    count_only: bool,
 }
 
 impl Channel {
@@ -83,6 +86,9 @@ impl Channel {
     /// message it was sent). Members who know the same get the same message, built once: normally all
     /// of them, and a few that joined during the run.
     fn address(&mut self, channel: &str, run: &[Event]) -> Vec<(Message, Vec<String>)> {
+        if self.count_only {
+            return self.address_count(channel, run);
+        }
         let Some(last) = run.last().map(|e| e.rev) else {
             return Vec::new();
         };
@@ -108,6 +114,39 @@ impl Channel {
         }
         addressed
     }
+
+    /// On a count-only channel, one `{count: n}` message to the members told another count: the
+    /// count the view has now (it may be ahead of the run; the members are then told up to there, and
+    /// the events between are not news to them).
+    fn address_count(&mut self, channel: &str, run: &[Event]) -> Vec<(Message, Vec<String>)> {
+        let Some(last) = run.last().map(|e| e.rev) else {
+            return Vec::new();
+        };
+        let (count, rev) = (self.view.len(), self.view.rev().max(last));
+        let mut clients = Vec::new();
+        for (client, membership) in &mut self.members {
+            if membership.told.is_some_and(|told| told < last) {
+                membership.told = Some(rev);
+                if membership.told_count != Some(count) {
+                    membership.told_count = Some(count);
+                    clients.push(client.clone());
+                }
+            }
+        }
+        if clients.is_empty() {
+            return Vec::new();
+        }
+        vec![(count_message(channel, count, rev), clients)]
+    }
+}
+
+/// The count-only message: `{count: n}`, with the revision it is true at.
+fn count_message(channel: &str, count: usize, rev: u64) -> Message {
+    let mut message = Message::default();
+    message.channel = channel.to_owned();
+    message.data = Some(json!({ "count": count }));
+    message.ext = Some(json!({ "presence": { "rev": rev } }));
+    message
 }
 
 struct Membership {
@@ -117,6 +156,8 @@ struct Membership {
     seen: Option<u64>,
     /// The revision the client's roster is at: its snapshot's, then the last message's it was sent.
     told: Option<u64>,
+    /// On a count-only channel, the count the client was told last.
+    told_count: Option<usize>,
 }
 
 impl Presence {
@@ -181,6 +222,7 @@ impl Presence {
                 claim: claim.clone(),
                 seen: None,
                 told: None,
+                told_count: None,
             };
             state
                 .channels
@@ -210,7 +252,10 @@ impl Presence {
                 if !was_member {
                     self.forget(client, channel);
                     // The join may have reached Redis before the failure; undo it (the TTL would too).
-                    let _ = inner.store.leave(channel, client).await;
+                    // A refusal stored nothing, so there is nothing to undo.
+                    if !matches!(error, ShimError::Refused(_)) {
+                        let _ = inner.store.leave(channel, client).await;
+                    }
                 }
                 Err(error)
             }
@@ -230,16 +275,20 @@ impl Presence {
                 .get(channel)
                 .is_some_and(|c| c.view.is_initialized())
         };
+        let mut options = JoinOptions::new().ttl(inner.config.ttl);
+        if need_roster {
+            options = options.with_roster();
+        }
+        // --max-roster is the module's MAXMEMBERS: checked in the join's own atomic step, so joins
+        // racing through several processes cannot pass it. Count-only channels are for big audiences.
+        if let Some(max) = inner.config.max_roster {
+            if !inner.config.is_count_channel(channel) {
+                options = options.max_members(max as u64);
+            }
+        }
         let joined = inner
             .store
-            .join(
-                channel,
-                client,
-                &claim.id,
-                &claim.value,
-                inner.config.ttl,
-                need_roster,
-            )
+            .join(channel, client, &claim.id, &claim.value, &options)
             .await?;
         let mut caught_up = {
             let mut state = inner.state.lock().unwrap();
@@ -269,12 +318,16 @@ impl Presence {
             .get_mut(channel)
             .ok_or(ShimError::Stream("channel left meanwhile".into()))?;
         let rev = entry.view.rev();
-        let roster = entry.view.roster_json();
+        let count = entry.view.len();
         if let Some(membership) = entry.members.get_mut(client) {
             membership.seen = Some(rev);
             membership.told = Some(rev);
+            membership.told_count = Some(count);
         }
-        Ok(json!({ "subscribe": roster, "rev": rev }))
+        if entry.count_only {
+            return Ok(json!({ "count": count, "rev": rev }));
+        }
+        Ok(json!({ "subscribe": entry.view.roster_json(), "rev": rev }))
     }
 
     /// `client`'s subscription to the presence `channel` ended (unsubscribe, disconnect, timeout).
@@ -346,6 +399,7 @@ impl Channel {
             rev: watch::Sender::new(0),
             members: HashMap::new(),
             outbox,
+            count_only: inner.config.is_count_channel(channel),
         }
     }
 
@@ -616,11 +670,13 @@ mod tests {
                             claim,
                             seen: told,
                             told,
+                            told_count: None,
                         },
                     )
                 })
                 .collect(),
             outbox,
+            count_only: false,
         }
     }
 
@@ -680,6 +736,36 @@ mod tests {
         );
         // Nothing new: nobody is told anything again.
         assert!(channel.address("/presence/r", &run).is_empty());
+    }
+
+    #[test]
+    fn a_count_only_channel_tells_each_member_the_count_once_when_it_changed() {
+        use EventKind::*;
+        // a knows rev 3 and count 0 (its snapshot); b joined at rev 5 with count 2; c is still joining.
+        let mut channel = channel_with(&[("a", Some(3)), ("b", Some(5)), ("c", None)]);
+        channel.count_only = true;
+        channel.members.get_mut("a").unwrap().told_count = Some(0);
+        channel.members.get_mut("b").unwrap().told_count = Some(2);
+        channel.view.initialize(3, Vec::new());
+        let run = vec![
+            event(4, Join, "x"),
+            event(5, Join, "y"),
+            event(6, Leave, "x"),
+        ];
+        channel.view.apply(run.clone());
+        let got = channel.address("/presence-count/r", &run);
+        assert_eq!(got.len(), 1, "one message for everyone told the same");
+        let (message, mut clients) = got.into_iter().next().unwrap();
+        clients.sort();
+        assert_eq!(message.data, Some(json!({"count": 1})));
+        assert_eq!(message.ext, Some(json!({"presence": {"rev": 6}})));
+        assert_eq!(clients, ["a", "b"], "nothing for a member still joining");
+        // A join and a leave that cancel out: the count did not change, nobody is told.
+        let run = vec![event(7, Join, "z"), event(8, Expire, "z")];
+        channel.view.apply(run.clone());
+        assert!(channel.address("/presence-count/r", &run).is_empty());
+        assert_eq!(channel.members["a"].told, Some(8));
+        assert_eq!(channel.members["c"].told_count, None);
     }
 
     #[test]

@@ -210,22 +210,18 @@ impl Store {
         }
     }
 
-    /// `PRESENCE.JOIN channel client id value TTL ms [WITHROSTER]`: the revision after the join, and
-    /// with `with_roster` the roster.
+    /// `PRESENCE.JOIN channel client id value [TTL ms] [MAXMEMBERS n] [WITHROSTER]`: the revision after
+    /// the join, and with `WITHROSTER` the roster. A join over `MAXMEMBERS` is `ShimError::Refused`.
     pub async fn join(
         &self,
         channel: &str,
         client: &str,
         id: &str,
         value: &[u8],
-        ttl: Duration,
-        with_roster: bool,
+        options: &JoinOptions,
     ) -> Result<Joined, ShimError> {
-        let mut options = JoinOptions::new().ttl(ttl);
-        if with_roster {
-            options = options.with_roster();
-        }
-        let cmd = command::join_with(self.keys.key(channel), client, id, value, &options);
+        let with_roster = options.with_roster;
+        let cmd = command::join_with(self.keys.key(channel), client, id, value, options);
         let joined: presence_client::Joined = self.query(self.shard_of(channel), &cmd).await?;
         let members =
             match (with_roster, joined.roster) {

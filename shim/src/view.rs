@@ -47,6 +47,11 @@ impl ChannelView {
         self.members.iter()
     }
 
+    /// How many members the view has.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
     /// The roster as told, as JSON `{id: value}`: what a subscribe reply carries.
     pub fn roster_json(&self) -> serde_json::Value {
         serde_json::Value::Object(self.json.clone())
