@@ -61,7 +61,7 @@ pub use engine::{Engine, MemoryEngine};
 pub use error::Error;
 pub use extension::{Context, Direction, DisconnectReason, Event, Extension, UnsubscribeReason};
 pub use fence::ReplyFence;
-pub use message::Message;
+pub use message::{Message, SharedExt};
 pub use outbound::Outbound;
 pub use push::PushGuard;
 pub use server::{Answer, Server, ServerBuilder, WeakServer};

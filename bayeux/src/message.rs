@@ -1,6 +1,10 @@
 //! The Bayeux message, as it travels in JSON.
 
+use std::sync::Arc;
+
+use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// One Bayeux message: a request from a client, a reply to one, or a delivery on a channel.
@@ -8,7 +12,7 @@ use serde_json::{Map, Value};
 /// The fields the protocol gives meaning to are typed; anything else a client sends stays in
 /// [`Message::other`] and is sent back out unchanged, so extensions and clients can use fields this
 /// server has never heard of. Absent fields are `None` and are not serialized.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct Message {
@@ -35,6 +39,10 @@ pub struct Message {
         skip_serializing_if = "Option::is_none"
     )]
     pub ext: Option<Value>,
+    /// A part of `ext` serialized already and shared with other messages (see [`SharedExt`]); it is
+    /// written into `ext` on the wire, never read from a client.
+    #[serde(skip)]
+    pub ext_shared: Option<SharedExt>,
     /// In a reply: whether the request succeeded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub successful: Option<bool>,
@@ -64,6 +72,155 @@ pub struct Message {
     /// Every other field, kept as it came.
     #[serde(flatten)]
     pub other: Map<String, Value>,
+}
+
+/// A field of `ext`, `ext.<key>.<field>`, whose JSON was serialized once and is shared, by reference,
+/// between many messages: a big room's roster, which every subscribe reply answered at one revision
+/// carries. Building that roster as a [`Value`] for each reply would cost an allocation per member per
+/// reply; this costs one copy of its bytes, into the reply's own JSON. On the wire the field is inside
+/// `ext` like any other (it replaces a field of the same name); hooks that run later see it here, not in
+/// [`Message::ext`].
+#[derive(Debug, Clone)]
+pub struct SharedExt {
+    /// The key in `ext` (an extension's own, e.g. `presence`).
+    pub key: String,
+    /// The field inside it (e.g. `subscribe`).
+    pub field: String,
+    /// The field's JSON.
+    pub json: Arc<RawValue>,
+}
+
+impl SharedExt {
+    /// `ext.<key>.<field> = json`, from JSON text already checked to be valid (e.g. serialized by
+    /// serde_json).
+    pub fn new(key: impl Into<String>, field: impl Into<String>, json: Arc<RawValue>) -> Self {
+        SharedExt {
+            key: key.into(),
+            field: field.into(),
+            json,
+        }
+    }
+}
+
+impl PartialEq for SharedExt {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.key, &self.field, self.json.get()) == (&other.key, &other.field, other.json.get())
+    }
+}
+
+/// The message on the wire: every field as declared, `ext` with its shared part written in.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Wire<'a> {
+    channel: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<&'a String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ext: Option<Ext<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    successful: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    advice: Option<&'a Map<String, Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subscription: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connection_type: Option<&'a String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    supported_connection_types: Option<&'a Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<&'a String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    minimum_version: Option<&'a String>,
+    #[serde(flatten)]
+    other: &'a Map<String, Value>,
+}
+
+/// `ext` as sent: the value, with the shared field, if any, in its place.
+struct Ext<'a> {
+    value: Option<&'a Value>,
+    shared: Option<&'a SharedExt>,
+}
+
+/// `{..fields, <field>: <shared json>}`: an object of `ext` with the shared field written in.
+struct WithShared<'a> {
+    fields: Option<&'a Map<String, Value>>,
+    shared: &'a SharedExt,
+}
+
+impl Serialize for Message {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let ext = (self.ext.is_some() || self.ext_shared.is_some()).then_some(Ext {
+            value: self.ext.as_ref(),
+            shared: self.ext_shared.as_ref(),
+        });
+        Wire {
+            channel: &self.channel,
+            id: self.id.as_ref(),
+            client_id: self.client_id.as_ref(),
+            data: self.data.as_ref(),
+            ext,
+            successful: self.successful,
+            error: self.error.as_ref(),
+            advice: self.advice.as_ref(),
+            subscription: self.subscription.as_ref(),
+            connection_type: self.connection_type.as_ref(),
+            supported_connection_types: self.supported_connection_types.as_ref(),
+            version: self.version.as_ref(),
+            minimum_version: self.minimum_version.as_ref(),
+            other: &self.other,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl Serialize for Ext<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Some(shared) = self.shared else {
+            return self.value.serialize(serializer);
+        };
+        // A shared field needs `ext` to be an object; anything else a client sent is replaced.
+        let fields = self.value.and_then(Value::as_object);
+        let mut map = serializer.serialize_map(None)?;
+        let mut placed = false;
+        for (key, value) in fields.into_iter().flatten() {
+            if *key == shared.key {
+                let fields = value.as_object();
+                map.serialize_entry(key, &WithShared { fields, shared })?;
+                placed = true;
+            } else {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        if !placed {
+            map.serialize_entry(
+                &shared.key,
+                &WithShared {
+                    fields: None,
+                    shared,
+                },
+            )?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for WithShared<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for (key, value) in self.fields.into_iter().flatten() {
+            if *key != self.shared.field {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        map.serialize_entry(&self.shared.field, &*self.shared.json)?;
+        map.end()
+    }
 }
 
 /// Reads a decoded request body (an array of messages or a single message) into messages, after
@@ -233,6 +390,50 @@ impl Message {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_shared_ext_field_is_written_into_ext_in_its_place() {
+        let roster: Arc<RawValue> =
+            Arc::from(RawValue::from_string(r#"{"ann":{"n":1},"bob":null}"#.into()).unwrap());
+        let mut m = Message::new("/meta/subscribe");
+        m.ext = Some(json!({"presence": {"rev": 7, "subscribe": "stale"}, "auth": "t"}));
+        m.ext_shared = Some(SharedExt::new("presence", "subscribe", roster.clone()));
+        let sent: Value = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(
+            sent["ext"],
+            json!({"presence": {"rev": 7, "subscribe": {"ann": {"n": 1}, "bob": null}}, "auth": "t"})
+        );
+        assert_eq!(m.to_value()["ext"], sent["ext"]);
+        // Without an ext of its own, or with its key holding something else, the field makes one.
+        for ext in [None, Some(json!({"presence": 3}))] {
+            m.ext = ext;
+            let sent: Value = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+            assert_eq!(
+                sent["ext"],
+                json!({"presence": {"subscribe": {"ann": {"n": 1}, "bob": null}}})
+            );
+        }
+        // Never read from a client.
+        let read = Message::from_value(json!({"channel": "/a", "ext_shared": 1})).unwrap();
+        assert_eq!(read.ext_shared, None);
+    }
+
+    #[test]
+    fn the_wire_form_is_every_field_as_declared() {
+        let m = Message::from_value(json!({
+            "channel": "/meta/connect", "id": "1", "clientId": "c", "data": null, "ext": {"a": 1},
+            "successful": true, "error": "e", "advice": {"reconnect": "retry"}, "subscription": "/x",
+            "connectionType": "websocket", "supportedConnectionTypes": ["websocket"], "version": "1.0",
+            "minimumVersion": "1.0", "zz": [1]
+        }))
+        .unwrap();
+        let round: Value = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(Message::from_value(round).unwrap(), m);
+        assert_eq!(
+            serde_json::to_string(&Message::new("/a")).unwrap(),
+            r#"{"channel":"/a"}"#
+        );
+    }
 
     #[test]
     fn null_data_is_present_and_unknown_fields_survive() {
