@@ -117,13 +117,8 @@ impl Extension for PresenceExtension {
                     .subscribe(client, &channel, request.ext.as_ref())
                     .await
                 {
-                    Ok(presence) => {
-                        let ext = message
-                            .ext
-                            .get_or_insert_with(|| Value::Object(Default::default()));
-                        if let Value::Object(ext) = ext {
-                            ext.insert("presence".into(), presence);
-                        }
+                    Ok(subscribed) => {
+                        subscribed.put_into(&mut message);
                         Ok(Some(message))
                     }
                     Err(error) => {

@@ -47,7 +47,7 @@ pub use config::{Config, ValueMode};
 pub use error::ShimError;
 pub use extension::PresenceExtension;
 pub use message::rev_of;
-pub use presence::{Deliver, Presence};
+pub use presence::{Deliver, Presence, Subscribed};
 pub use route::shard_of;
 
 /// Builds a `bayeux` server with presence on the in-memory engine (one process): starts the shim,

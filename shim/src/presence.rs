@@ -11,9 +11,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use async_trait::async_trait;
-use bayeux::Message;
+use bayeux::{Message, SharedExt};
 use presence_client::JoinOptions;
 use presence_roster::Event;
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
@@ -42,6 +43,45 @@ pub trait Deliver: Send + Sync + 'static {
     async fn is_subscribed(&self, client: &str, channel: &str) -> bool {
         let _ = (client, channel);
         true
+    }
+}
+
+/// What a presence subscribe puts into its reply's `ext.presence`.
+#[derive(Debug)]
+pub struct Subscribed {
+    /// `ext.presence` but the roster: `{rev}`, or `{count, rev}` on a count-only channel.
+    pub presence: Value,
+    /// `ext.presence.subscribe`, the roster, serialized once per revision and shared by every reply
+    /// answered at it; `None` on a count-only channel.
+    pub roster: Option<Arc<RawValue>>,
+}
+
+impl Subscribed {
+    /// `ext.presence` as one JSON value, the roster parsed back (for hosts and tests that want a value;
+    /// a Bayeux reply takes [`Subscribed::put_into`], which copies no member).
+    pub fn to_value(&self) -> Value {
+        let mut presence = self.presence.clone();
+        if let (Value::Object(fields), Some(roster)) = (&mut presence, &self.roster) {
+            let roster = serde_json::from_str(roster.get()).unwrap_or(Value::Null);
+            fields.insert("subscribe".into(), roster);
+        }
+        presence
+    }
+
+    /// Puts it into `reply`'s `ext`, keeping what else the `ext` holds.
+    pub fn put_into(self, reply: &mut Message) {
+        let ext = reply
+            .ext
+            .get_or_insert_with(|| Value::Object(Default::default()));
+        if !ext.is_object() {
+            *ext = Value::Object(Default::default());
+        }
+        if let Value::Object(ext) = ext {
+            ext.insert("presence".into(), self.presence);
+        }
+        reply.ext_shared = self
+            .roster
+            .map(|roster| SharedExt::new("presence", "subscribe", roster));
     }
 }
 
@@ -205,15 +245,16 @@ impl Presence {
         &self.inner.config
     }
 
-    /// `client` subscribed to the presence `channel` with the request's `ext`: joins it and returns the
-    /// value for the reply's `ext.presence`: `{subscribe: {id: value, ...}, rev}`, the roster including
-    /// the client. On error nothing is left behind (the host undoes the subscription).
+    /// `client` subscribed to the presence `channel` with the request's `ext`: joins it and returns what
+    /// the reply's `ext.presence` carries: `{subscribe: {id: value, ...}, rev}`, the roster including
+    /// the client (`{count, rev}` on a count-only channel). On error nothing is left behind (the host
+    /// undoes the subscription).
     pub async fn subscribe(
         &self,
         client: &str,
         channel: &str,
         ext: Option<&Value>,
-    ) -> Result<Value, ShimError> {
+    ) -> Result<Subscribed, ShimError> {
         let inner = &self.inner;
         let claim = Claim::from_ext(ext, client, channel, &inner.config)?;
         let was_member = {
@@ -262,7 +303,12 @@ impl Presence {
         }
     }
 
-    async fn join(&self, client: &str, channel: &str, claim: &Claim) -> Result<Value, ShimError> {
+    async fn join(
+        &self,
+        client: &str,
+        channel: &str,
+        claim: &Claim,
+    ) -> Result<Subscribed, ShimError> {
         let inner = &self.inner;
         // Listen before joining: every event after the join's snapshot then reaches this process.
         inner.stream(channel).listen(channel).await?;
@@ -325,9 +371,19 @@ impl Presence {
             membership.told_count = Some(count);
         }
         if entry.count_only {
-            return Ok(json!({ "count": count, "rev": rev }));
+            return Ok(Subscribed {
+                presence: json!({ "count": count, "rev": rev }),
+                roster: None,
+            });
         }
-        Ok(json!({ "subscribe": entry.view.roster_json(), "rev": rev }))
+        let roster = entry
+            .view
+            .roster_shared()
+            .map_err(|e| ShimError::Stream(format!("the roster did not serialize: {e}")))?;
+        Ok(Subscribed {
+            presence: json!({ "rev": rev }),
+            roster: Some(roster),
+        })
     }
 
     /// `client`'s subscription to the presence `channel` ended (unsubscribe, disconnect, timeout).

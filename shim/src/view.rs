@@ -6,8 +6,10 @@
 //! connection be repaired exactly: read the true roster, and tell everyone the difference.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use presence_roster::roster::Bytes;
+use serde_json::value::RawValue;
 
 use crate::message::{id_of, value_of};
 use presence_roster::{Event, EventKind};
@@ -17,9 +19,12 @@ use presence_roster::{Event, EventKind};
 pub struct ChannelView {
     rev: u64,
     members: HashMap<Bytes, Bytes>,
-    /// The same members as parsed JSON, kept in step, so a subscribe reply clones a ready map instead
-    /// of parsing every member's value again.
+    /// The same members as parsed JSON, kept in step, so the roster is serialized without parsing
+    /// every member's value again.
     json: serde_json::Map<String, serde_json::Value>,
+    /// The roster serialized, once per change: every subscribe answered before the next change shares
+    /// these bytes (a storm into a big room answers dozens at one revision). `None` after a change.
+    serialized: Option<Arc<RawValue>>,
     initialized: bool,
     /// Events that arrived before the first snapshot: applied on top of it.
     early: Vec<Event>,
@@ -52,9 +57,22 @@ impl ChannelView {
         self.members.len()
     }
 
-    /// The roster as told, as JSON `{id: value}`: what a subscribe reply carries.
+    /// The roster as told, as JSON `{id: value}` (for the tests: replies share [`Self::roster_shared`]).
+    #[cfg(test)]
     pub fn roster_json(&self) -> serde_json::Value {
         serde_json::Value::Object(self.json.clone())
+    }
+
+    /// The roster as told, serialized `{id: value}`: what a subscribe reply carries. Serialized on the
+    /// first call after a change and shared until the next, so a reply costs no work per member.
+    /// (Serializing a map of JSON values does not fail; the error is serde_json's signature.)
+    pub fn roster_shared(&mut self) -> Result<Arc<RawValue>, serde_json::Error> {
+        if let Some(serialized) = &self.serialized {
+            return Ok(serialized.clone());
+        }
+        let serialized: Arc<RawValue> = Arc::from(serde_json::value::to_raw_value(&self.json)?);
+        self.serialized = Some(serialized.clone());
+        Ok(serialized)
     }
 
     /// Starts the view from a roster read at `rev` (the first join's reply), then applies the events that
@@ -84,6 +102,7 @@ impl ChannelView {
                 continue;
             }
             self.rev = event.rev;
+            self.serialized = None;
             match (event.kind, &event.data) {
                 (EventKind::Join | EventKind::Update, Some(data)) => {
                     self.json.insert(id_of(&event.id), value_of(data));
@@ -100,6 +119,7 @@ impl ChannelView {
     }
 
     fn set_members(&mut self, members: HashMap<Bytes, Bytes>) {
+        self.serialized = None;
         self.json = members
             .iter()
             .map(|(id, value)| (id_of(id), value_of(value)))
@@ -231,6 +251,27 @@ mod tests {
         ]);
         assert!(members(&view).is_empty());
         assert_eq!(view.roster_json(), serde_json::json!({}));
+    }
+
+    #[test]
+    fn the_serialized_roster_is_shared_until_the_next_change() {
+        let mut view = ChannelView::new();
+        view.initialize(5, [(b("a"), b("1"))]);
+        let first = view.roster_shared().unwrap();
+        let again = view.roster_shared().unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "one serialization per change");
+        assert_eq!(first.get(), r#"{"a":1}"#);
+        view.apply(vec![event(6, EventKind::Join, "b", Some(r#"{"n":"x"}"#))]);
+        let after = view.roster_shared().unwrap();
+        assert!(!Arc::ptr_eq(&first, &after));
+        let parsed: serde_json::Value = serde_json::from_str(after.get()).unwrap();
+        assert_eq!(parsed, view.roster_json());
+        // A repeat changes nothing, so the bytes stay shared.
+        view.apply(vec![event(6, EventKind::Join, "b", Some("2"))]);
+        assert!(Arc::ptr_eq(&after, &view.roster_shared().unwrap()));
+        // A resync that went back to an old revision does not hand out the old bytes.
+        view.resync(5, [(b("c"), b("3"))]);
+        assert_eq!(view.roster_shared().unwrap().get(), r#"{"c":3}"#);
     }
 
     #[test]

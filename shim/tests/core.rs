@@ -81,12 +81,14 @@ async fn subscribe_returns_the_roster_and_the_stream_relays_changes() {
     let first = presence
         .subscribe("c1", &ch, Some(&presence_ext("ann", json!({"n": 1}))))
         .await
-        .unwrap();
+        .unwrap()
+        .to_value();
     assert_eq!(first["subscribe"], json!({"ann": {"n": 1}}));
     let second = presence
         .subscribe("c2", &ch, Some(&presence_ext("bob", json!(null))))
         .await
-        .unwrap();
+        .unwrap()
+        .to_value();
     assert_eq!(second["subscribe"], json!({"ann": {"n": 1}, "bob": null}));
     assert!(second["rev"].as_u64() > first["rev"].as_u64());
 
@@ -149,7 +151,8 @@ async fn a_lost_stream_is_resynced() {
     let snapshot = presence
         .subscribe("c1", &ch, Some(&presence_ext("ann", json!(1))))
         .await
-        .unwrap();
+        .unwrap()
+        .to_value();
 
     let mut con = redis.connect();
     let killed = redis.kill_pubsub_connections();
@@ -173,7 +176,8 @@ async fn connections_redis_lost_are_joined_again() {
     presence
         .subscribe("c1", &ch, Some(&presence_ext("ann", json!(1))))
         .await
-        .unwrap();
+        .unwrap()
+        .to_value();
     let mut con = redis.connect();
     presence_tests::commands::leave(&mut con, &key(&ch), "c1").unwrap();
     let messages = collected.wait_for(&ch, 2).await;
@@ -199,11 +203,13 @@ async fn works_on_a_redis_cluster() {
         presence
             .subscribe("c1", ch, Some(&presence_ext("ann", json!(1))))
             .await
-            .unwrap();
+            .unwrap()
+            .to_value();
         let second = presence
             .subscribe("c2", ch, Some(&presence_ext("bob", json!(2))))
             .await
-            .unwrap();
+            .unwrap()
+            .to_value();
         assert_eq!(second["subscribe"], json!({"ann": 1, "bob": 2}));
     }
     for ch in &channels {
@@ -232,7 +238,8 @@ async fn on_a_cluster_connections_redis_lost_are_joined_again() {
         presence
             .subscribe("c1", ch, Some(&presence_ext("ann", json!(1))))
             .await
-            .unwrap();
+            .unwrap()
+            .to_value();
     }
     tokio::task::block_in_place(|| {
         let mut con = cluster
@@ -281,7 +288,8 @@ async fn a_dead_server_does_not_stop_the_touches_of_the_others() {
         presence
             .subscribe("c1", ch, Some(&presence_ext("ann", json!(1))))
             .await
-            .unwrap();
+            .unwrap()
+            .to_value();
     }
     tokio::task::block_in_place(|| {
         dead.kill9();
@@ -317,7 +325,8 @@ async fn a_cut_cluster_stream_is_subscribed_again_on_every_slot() {
         presence
             .subscribe("c1", ch, Some(&presence_ext("ann", json!(1))))
             .await
-            .unwrap();
+            .unwrap()
+            .to_value();
     }
     tokio::task::block_in_place(|| {
         let cut: i64 = cluster
