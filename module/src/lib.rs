@@ -15,6 +15,7 @@
 //!   (error replies, log lines: printable, bounded).
 //! - [`reply`], [`error`], [`config`], [`stats`]: replies, error replies, `CONFIG presence.*`,
 //!   `INFO presence`.
+//! - [`docs`]: arity, key specs and summaries for `COMMAND INFO` and `COMMAND DOCS`.
 //!
 //! The roster itself, with its ops, events and formats, is the `presence-roster` crate, which has no
 //! Redis in it.
@@ -22,6 +23,7 @@
 pub mod command;
 pub mod config;
 pub mod datatype;
+pub mod docs;
 pub mod error;
 pub mod expiry;
 pub mod guard;
@@ -39,6 +41,7 @@ mod registration {
     use crate::command::{apply, count, dispatch, join, leave, roster, touch, Handler};
     use crate::config::*;
     use crate::datatype::PRESENCE_TYPE;
+    use crate::docs::{describe, Doc, KeyUse};
     use crate::stats;
 
     /// Declares the Redis entry point of each command: Redis' raw argv goes straight to [`dispatch`],
@@ -71,15 +74,40 @@ mod registration {
     type EntryPoint =
         extern "C" fn(*mut raw::RedisModuleCtx, *mut *mut raw::RedisModuleString, c_int) -> c_int;
 
-    /// Name, entry point and flags; every command's key is its first argument (key spec 1 1 1), so
-    /// cluster routing and `MOVED` work.
-    const COMMANDS: [(&std::ffi::CStr, EntryPoint, &std::ffi::CStr); 6] = [
-        (c"PRESENCE.JOIN", join_entry, c"write deny-oom"),
-        (c"PRESENCE.LEAVE", leave_entry, c"write"),
-        (c"PRESENCE.TOUCH", touch_entry, c"write"),
-        (c"PRESENCE.ROSTER", roster_entry, c"readonly"),
-        (c"PRESENCE.COUNT", count_entry, c"readonly fast"),
-        (c"PRESENCE.APPLY", apply_entry, c"write"),
+    /// Name, entry point, flags and documentation; every command's key is its first argument (key spec
+    /// index 1, range 0 1 0, and the legacy `1 1 1`), so cluster routing and `MOVED` work.
+    const COMMANDS: [(&std::ffi::CStr, EntryPoint, &std::ffi::CStr, Doc); 6] = [
+        (c"PRESENCE.JOIN", join_entry, c"write deny-oom", Doc {
+            summary: c"Binds a connection to a member id with data; replies with the change (and the roster with WITHROSTER)",
+            arity: -5,
+            key: KeyUse::Update,
+        }),
+        (c"PRESENCE.LEAVE", leave_entry, c"write", Doc {
+            summary: c"Removes a connection (or holds its leave for GRACE ms); the member leaves with its last",
+            arity: -3,
+            key: KeyUse::Delete,
+        }),
+        (c"PRESENCE.TOUCH", touch_entry, c"write", Doc {
+            summary: c"Moves live connections' deadlines to now + TTL; reports the ones it does not know",
+            arity: -3,
+            key: KeyUse::Update,
+        }),
+        (c"PRESENCE.ROSTER", roster_entry, c"readonly", Doc {
+            summary: c"Returns the roster {id: data} and its revision",
+            arity: 2,
+            key: KeyUse::Read,
+        }),
+        (c"PRESENCE.COUNT", count_entry, c"readonly fast", Doc {
+            summary: c"Returns the number of members and connections, and the revision",
+            arity: 2,
+            key: KeyUse::Read,
+        }),
+        (c"PRESENCE.APPLY", apply_entry, c"write", Doc {
+            summary: c"Internal: replays a change as the master made it (replication, AOF); refused from clients",
+            // At least 4: an ordinary client's call, whatever its shape, gets DENIED from the module.
+            arity: -4,
+            key: KeyUse::Update,
+        }),
     ];
 
     fn init(ctx: &Context, _args: &[RedisString]) -> Status {
@@ -92,6 +120,7 @@ mod registration {
         // Redis panics on the first short read instead of letting `rdb_load` refuse the value.
         // SAFETY: as above; Redis keeps the option on the module for its lifetime.
         if let Some(set_options) = unsafe { raw::RedisModule_SetModuleOptions } {
+            // SAFETY: the live context of OnLoad and a valid option flag.
             unsafe {
                 set_options(
                     ctx.get_raw(),
@@ -99,37 +128,27 @@ mod registration {
                 )
             };
         }
+        for (name, entry, flags, doc) in &COMMANDS {
+            if let Err(why) = create(ctx, name, *entry, flags) {
+                crate::guard::log_warning(&why);
+                return Status::Err;
+            }
+            if let Err(why) = describe(ctx, name, doc) {
+                crate::guard::log_warning(&format!("presence: {why}"));
+                return Status::Err;
+            }
+        }
         // Debug builds (the ones the tests load) also have commands that panic, in a command or in the
         // next call of a data-type callback, to prove that a panic is caught before it reaches Redis.
-        let test_hook = [
-            (
-                c"PRESENCE.DEBUG-PANIC",
-                panic_entry as EntryPoint,
-                c"readonly",
-            ),
-            (c"PRESENCE.DEBUG-FAIL", fail_entry, c"readonly"),
-        ];
-        let test_hook = if cfg!(debug_assertions) {
-            &test_hook[..]
-        } else {
-            &[]
-        };
-        for &(name, entry, flags) in COMMANDS.iter().chain(test_hook) {
-            // SAFETY: static names and flags; Redis copies them.
-            let created = unsafe {
-                raw::RedisModule_CreateCommand.expect("CreateCommand")(
-                    ctx.get_raw(),
-                    name.as_ptr(),
-                    Some(entry),
-                    flags.as_ptr().cast::<c_char>(),
-                    1,
-                    1,
-                    1,
-                )
-            };
-            if created != raw::Status::Ok as c_int {
-                crate::guard::log_warning(&format!("presence: could not create command {name:?}"));
-                return Status::Err;
+        if cfg!(debug_assertions) {
+            for (name, entry) in [
+                (c"PRESENCE.DEBUG-PANIC", panic_entry as EntryPoint),
+                (c"PRESENCE.DEBUG-FAIL", fail_entry),
+            ] {
+                if let Err(why) = create(ctx, name, entry, c"readonly") {
+                    crate::guard::log_warning(&why);
+                    return Status::Err;
+                }
             }
         }
         // Replaces the module's default INFO handler with ours.
@@ -139,6 +158,31 @@ mod registration {
             return Status::Err;
         }
         Status::Ok
+    }
+
+    /// `RedisModule_CreateCommand` with the channel key as first argument.
+    fn create(
+        ctx: &Context,
+        name: &std::ffi::CStr,
+        entry: EntryPoint,
+        flags: &std::ffi::CStr,
+    ) -> Result<(), String> {
+        // SAFETY: static names and flags; Redis copies them.
+        let created = unsafe {
+            raw::RedisModule_CreateCommand.expect("CreateCommand")(
+                ctx.get_raw(),
+                name.as_ptr(),
+                Some(entry),
+                flags.as_ptr().cast::<c_char>(),
+                1,
+                1,
+                1,
+            )
+        };
+        if created != raw::Status::Ok as c_int {
+            return Err(format!("presence: could not create command {name:?}"));
+        }
+        Ok(())
     }
 
     extern "C" fn info(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_report: i32) {
