@@ -148,6 +148,7 @@ unsafe fn load(rdb: *mut raw::RedisModuleIO, encver: c_int) -> Result<Roster, St
     if encver != ENCODING_VERSION {
         return Err(format!("unknown encoding version {encver}"));
     }
+    // SAFETY: reading function pointers that Redis filled in at module init.
     let (Some(load_buffer), Some(is_io_error), Some(free)) = (unsafe {
         (
             raw::RedisModule_LoadStringBuffer,

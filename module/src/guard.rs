@@ -74,6 +74,7 @@ fn log(level: &CStr, message: &str) {
     // message is read as a format directive (redis-module's own log passes the message as the format).
     // A null context logs under the name "module", which is fine where no context is at hand.
     if let Some(log) = unsafe { raw::RedisModule_Log } {
+        // SAFETY: as above.
         unsafe {
             log(
                 std::ptr::null_mut(),
@@ -121,6 +122,7 @@ pub fn reply_error(ctx: &Context, text: &str) -> c_int {
 pub fn reply_error_c(ctx: &Context, text: &CStr) -> c_int {
     // SAFETY: the live context of the current command and a NUL-terminated text.
     match unsafe { raw::RedisModule_ReplyWithError } {
+        // SAFETY: as above.
         Some(reply) => unsafe { reply(ctx.get_raw(), text.as_ptr()) },
         None => raw::Status::Err as c_int,
     }

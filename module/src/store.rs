@@ -155,6 +155,7 @@ fn propagate(ctx: &Context, name: KeyName, origin: Origin, journal: &Journal) {
 
 /// Publishes on the shard channel named like the key, which is in the key's slot by construction.
 fn publish(ctx: &Context, channel: KeyName, message: &[u8]) {
+    // SAFETY: reading a function pointer that Redis filled in at module init.
     let Some(publish_shard) = (unsafe { raw::RedisModule_PublishMessageShard }) else {
         return; // Checked at load: this Redis has it.
     };
@@ -192,10 +193,12 @@ impl ChannelKey {
             ctx: ctx.get_raw(),
             name,
         };
+        // SAFETY: `key` was just opened and is closed by its guard's drop; KeyType only reads it.
         let key_type = unsafe { raw::RedisModule_KeyType.expect("KeyType")(key.key) } as isize;
         match key_type {
             raw::REDISMODULE_KEYTYPE_EMPTY => Ok(key),
             raw::REDISMODULE_KEYTYPE_MODULE
+                // SAFETY: an open key holding a module value; GetType only reads it.
                 if unsafe { raw::RedisModule_ModuleTypeGetType.expect("GetType")(key.key) }
                     == *PRESENCE_TYPE.raw_type.borrow() =>
             {
@@ -251,6 +254,7 @@ impl ChannelKey {
         let ms = deadline_us
             .div_ceil(1000)
             .saturating_add(expiry::BACKSTOP_MS);
+        // SAFETY: reading a function pointer that Redis filled in at module init.
         if let Some(set_abs_expire) = unsafe { raw::RedisModule_SetAbsExpire } {
             // SAFETY: the key is open for writing and not empty.
             unsafe { set_abs_expire(self.key, i64::try_from(ms).unwrap_or(i64::MAX)) };

@@ -90,6 +90,7 @@ pub fn dispatch(
     stats::ERRORS.add(1);
     let replied = catch_unwind(AssertUnwindSafe(|| match error {
         // Redis words this one itself, naming the command.
+        // SAFETY: reading a function pointer that Redis filled in at module init.
         PresenceError::WrongArity => match unsafe { raw::RedisModule_WrongArity } {
             // SAFETY: the live context of this command.
             Some(wrong_arity) => unsafe { wrong_arity(context.get_raw()) },
