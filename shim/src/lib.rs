@@ -34,6 +34,11 @@ pub mod extension;
 pub mod identity;
 pub mod presence;
 
+#[cfg(test)]
+mod memory;
+#[cfg(test)]
+mod race_tests;
+
 pub(crate) mod claim;
 pub(crate) mod message;
 pub(crate) mod route;

@@ -22,8 +22,8 @@ use crate::claim::Claim;
 use crate::config::Config;
 use crate::error::ShimError;
 use crate::message::{net_message, rev_of};
-use crate::store::{Shard, Store};
-use crate::stream::{ClusterStream, ServerStream, Stream, StreamSink};
+use crate::store::{PresenceStore, Store};
+use crate::stream::{EventStream, RedisStreams, StreamSink};
 use crate::view::ChannelView;
 
 /// Hands a roster message to the members that joined through this process. Every process receives
@@ -93,8 +93,9 @@ pub struct Presence {
 
 struct Inner {
     config: Config,
-    store: Store,
-    streams: OnceLock<HashMap<Shard, Stream>>,
+    store: Arc<dyn PresenceStore>,
+    /// Set right after the shim is built: the stream holds the shim (as its sink) weakly.
+    streams: OnceLock<Box<dyn EventStream>>,
     deliver: Arc<dyn Deliver>,
     state: Mutex<State>,
 }
@@ -115,7 +116,7 @@ struct Channel {
     /// channel's own: the view (and so every join's snapshot, and the stream's other channels) never
     /// waits for a delivery, which in a big room on a shared engine is a Redis round trip to hundreds
     /// of queues. The task also batches them (see [`Config::batch`]).
-    outbox: mpsc::UnboundedSender<Vec<Event>>,
+    outbox: mpsc::UnboundedSender<Outgoing>,
     /// Members are told the count only (see `Config::count_prefix`).
     count_only: bool,
 }
@@ -205,39 +206,27 @@ impl Presence {
     pub async fn start(config: Config, deliver: Arc<dyn Deliver>) -> Result<Self, ShimError> {
         config.validate()?;
         let store = Store::connect(&config).await?;
-        // The streams hold the shim weakly (it owns them), so build it first, then plug them in.
-        let inner = Arc::new(Inner {
-            config,
-            store,
-            streams: OnceLock::new(),
-            deliver,
-            state: Mutex::new(State::default()),
-        });
-        let sink = Arc::new(Sink(Arc::downgrade(&inner)));
-        let mut streams = HashMap::new();
-        if inner.config.cluster.is_empty() {
-            for (i, url) in inner.config.servers.iter().enumerate() {
-                let stream = ServerStream::spawn(
-                    url,
-                    &inner.config.key_prefix,
-                    sink.clone(),
-                    inner.config.timeout,
-                )?;
-                streams.insert(Shard::Server(i), Stream::Server(stream));
-            }
-        } else {
-            let stream = ClusterStream::connect(
-                &inner.config.cluster,
-                &inner.config.key_prefix,
-                sink,
-                inner.config.timeout,
-            )
-            .await?;
-            streams.insert(Shard::Cluster, Stream::Cluster(stream));
-        }
+        let (inner, sink) = Inner::new(config, Arc::new(store.clone()), deliver);
+        let streams = RedisStreams::start(&inner.config, store, sink).await?;
+        Ok(Self::launch(inner, Box::new(streams)))
+    }
+
+    /// The shim over the in-memory store of the unit tests.
+    #[cfg(test)]
+    pub(crate) fn start_in_memory(
+        config: Config,
+        deliver: Arc<dyn Deliver>,
+        memory: &Arc<crate::memory::MemoryStore>,
+    ) -> Self {
+        let (inner, sink) = Inner::new(config, memory.clone(), deliver);
+        Self::launch(inner, Box::new(memory.stream(sink)))
+    }
+
+    /// Plugs the stream in and starts the touch loop.
+    fn launch(inner: Arc<Inner>, streams: Box<dyn EventStream>) -> Self {
         let _ = inner.streams.set(streams);
         tokio::spawn(touch_loop(Arc::downgrade(&inner)));
-        Ok(Presence { inner })
+        Presence { inner }
     }
 
     /// The configuration.
@@ -311,7 +300,7 @@ impl Presence {
     ) -> Result<Subscribed, ShimError> {
         let inner = &self.inner;
         // Listen before joining: every event after the join's snapshot then reaches this process.
-        inner.stream(channel).listen(channel).await?;
+        inner.stream().listen(channel).await?;
         // The roster from Redis only starts a view; once there is one, the snapshot comes from it, so
         // asking for the whole roster again on every join would be O(n) for nothing.
         let need_roster = {
@@ -406,7 +395,7 @@ impl Presence {
         entry.members.remove(client);
         if entry.members.is_empty() {
             state.channels.remove(channel);
-            self.inner.stream(channel).unlisten(channel);
+            self.inner.stream().unlisten(channel);
         }
     }
 
@@ -463,10 +452,35 @@ impl Channel {
     fn send(&self, events: Vec<Event>) {
         if !events.is_empty() {
             // The task outlives the sender: it ends only when this channel is dropped.
-            let _ = self.outbox.send(events);
+            let _ = self.outbox.send(Outgoing::Events(events));
+        }
+    }
+
+    /// Once everything queued before is addressed, members' rosters count as at `rev` at most (see
+    /// [`Outgoing::Rebase`]).
+    fn rebase(&self, rev: u64) {
+        let _ = self.outbox.send(Outgoing::Rebase(rev));
+    }
+
+    /// [`Outgoing::Rebase`], applied.
+    fn apply_rebase(&mut self, rev: u64) {
+        for membership in self.members.values_mut() {
+            membership.told = membership.told.map(|told| told.min(rev));
         }
     }
 }
+
+/// What a channel's delivery task is handed, in order.
+enum Outgoing {
+    /// Events the view applied, to tell the members.
+    Events(Vec<Event>),
+    /// Redis lost data and its revisions went back to this one: once the corrections queued before are
+    /// addressed (each member is told them relative to what it knew), later events restart from here
+    /// and must not be taken for ones the members know already.
+    Rebase(u64),
+}
+
+impl Channel {}
 
 /// Delivers a channel's events to its members, in order. With a batch window, the events of a window
 /// (and any that piled up while the previous delivery was under way) go to each member as one message;
@@ -474,14 +488,16 @@ impl Channel {
 async fn deliver_loop(
     inner: Weak<Inner>,
     channel: String,
-    mut pending: mpsc::UnboundedReceiver<Vec<Event>>,
+    mut pending: mpsc::UnboundedReceiver<Outgoing>,
     window: std::time::Duration,
 ) {
-    while let Some(mut events) = pending.recv().await {
-        if !window.is_zero() {
+    let batching = !window.is_zero();
+    while let Some(first) = pending.recv().await {
+        let mut batch = vec![first];
+        if batching {
             tokio::time::sleep(window).await;
             while let Ok(more) = pending.try_recv() {
-                events.extend(more);
+                batch.push(more);
             }
         }
         let Some(inner) = inner.upgrade() else {
@@ -493,7 +509,20 @@ async fn deliver_loop(
                 continue; // Dropped meanwhile: its last member is gone.
             };
             let mut addressed = Vec::new();
-            for run in runs(&events, !window.is_zero()) {
+            let mut events = Vec::new();
+            for item in batch {
+                match item {
+                    Outgoing::Events(more) => events.extend(more),
+                    Outgoing::Rebase(rev) => {
+                        for run in runs(&events, batching) {
+                            addressed.extend(entry.address(&channel, run));
+                        }
+                        events.clear();
+                        entry.apply_rebase(rev);
+                    }
+                }
+            }
+            for run in runs(&events, batching) {
                 addressed.extend(entry.address(&channel, run));
             }
             addressed
@@ -526,8 +555,28 @@ fn runs(events: &[Event], batching: bool) -> Vec<&[Event]> {
 }
 
 impl Inner {
-    fn stream(&self, channel: &str) -> &Stream {
-        &self.streams.get().expect("streams are set in start()")[&self.store.shard_of(channel)]
+    /// The shim, and the sink its stream feeds (which holds it weakly: the shim owns the stream).
+    fn new(
+        config: Config,
+        store: Arc<dyn PresenceStore>,
+        deliver: Arc<dyn Deliver>,
+    ) -> (Arc<Inner>, Arc<dyn StreamSink>) {
+        let inner = Arc::new(Inner {
+            config,
+            store,
+            streams: OnceLock::new(),
+            deliver,
+            state: Mutex::new(State::default()),
+        });
+        let sink = Arc::new(Sink(Arc::downgrade(&inner)));
+        (inner, sink)
+    }
+
+    fn stream(&self) -> &dyn EventStream {
+        self.streams
+            .get()
+            .expect("the stream is plugged in by Presence::launch")
+            .as_ref()
     }
 
     /// Applies events to the channel's view and relays the new ones, in order.
@@ -555,15 +604,20 @@ impl Inner {
             entry.rev.send_replace(entry.view.rev());
             if went_back {
                 tracing::warn!(channel, "presence revision went backwards: Redis lost data; telling subscribers the roster as it is now");
-                // The corrections come right after `told_rev` (see ChannelView::resync). Later events
-                // restart from the lower revision Redis now has: snapshots must not hold them back.
+                // The corrections come right after the view's old revision (see ChannelView::resync).
+                // Later events restart from the lower revision Redis now has: snapshots must not hold
+                // them back, so deliveries are admitted from there at once; what each member was told
+                // is lowered only once the corrections are addressed (relative to what it knew), or a
+                // member would be told its own join again as news and never hear it is gone.
                 for membership in entry.members.values_mut() {
                     membership.seen = membership.seen.map(|seen| seen.min(truth.rev));
-                    membership.told = membership.told.map(|told| told.min(truth.rev));
                 }
             }
             let corrections = diff.len();
             entry.send(diff);
+            if went_back {
+                entry.rebase(truth.rev);
+            }
             corrections
         };
         tracing::info!(

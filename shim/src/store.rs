@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
+use async_trait::async_trait;
+
 use presence_client::{cmd as command, JoinOptions, Members, Touched};
 use presence_roster::roster::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -48,6 +50,47 @@ pub struct Joined {
     pub rev: u64,
     /// `(id, value)` pairs, when the roster was asked for.
     pub members: Option<Vec<(Bytes, Bytes)>>,
+}
+
+/// The module's commands as the shim uses them: [`Store`] runs them on Redis; the unit tests' in-memory
+/// store (`crate::memory`) runs the module's own roster logic, with no Redis, so the shim's races can be
+/// played under a paused clock.
+#[async_trait]
+pub trait PresenceStore: Send + Sync + 'static {
+    /// `PRESENCE.JOIN channel client id value [TTL ms] [MAXMEMBERS n] [WITHROSTER]`: the revision after
+    /// the join, and with `WITHROSTER` the roster. A join over `MAXMEMBERS` is `ShimError::Refused`.
+    async fn join(
+        &self,
+        channel: &str,
+        client: &str,
+        id: &str,
+        value: &[u8],
+        options: &JoinOptions,
+    ) -> Result<Joined, ShimError>;
+
+    /// `PRESENCE.JOIN` without the roster, to join again a connection the store lost.
+    async fn rejoin(
+        &self,
+        channel: &str,
+        client: &str,
+        id: &str,
+        value: &[u8],
+        ttl: Duration,
+    ) -> Result<(), ShimError>;
+
+    /// `PRESENCE.LEAVE channel client [GRACE ms]`.
+    async fn leave(&self, channel: &str, client: &str) -> Result<(), ShimError>;
+
+    /// `PRESENCE.ROSTER channel`.
+    async fn roster(&self, channel: &str) -> Result<Roster, ShimError>;
+
+    /// `PRESENCE.TOUCH` of each channel's clients; returns, per channel, the clients the store did not
+    /// know (to join again).
+    async fn touch(
+        &self,
+        batch: &[(String, Vec<String>)],
+        ttl: Duration,
+    ) -> Result<Vec<(String, Vec<String>)>, ShimError>;
 }
 
 /// Connections to every server (or the cluster).
@@ -209,10 +252,13 @@ impl Store {
             Err(_) => Err(ShimError::Timeout(self.timeout)),
         }
     }
+}
 
+#[async_trait]
+impl PresenceStore for Store {
     /// `PRESENCE.JOIN channel client id value [TTL ms] [MAXMEMBERS n] [WITHROSTER]`: the revision after
     /// the join, and with `WITHROSTER` the roster. A join over `MAXMEMBERS` is `ShimError::Refused`.
-    pub async fn join(
+    async fn join(
         &self,
         channel: &str,
         client: &str,
@@ -239,7 +285,7 @@ impl Store {
     }
 
     /// `PRESENCE.JOIN` without the roster, to join again a connection Redis lost.
-    pub async fn rejoin(
+    async fn rejoin(
         &self,
         channel: &str,
         client: &str,
@@ -256,7 +302,7 @@ impl Store {
 
     /// `PRESENCE.LEAVE channel client [GRACE ms]`, with [`Config::leave_grace`] on every leave
     /// (unsubscribe, disconnect, timeout): the module then holds the member's leave for that long.
-    pub async fn leave(&self, channel: &str, client: &str) -> Result<(), ShimError> {
+    async fn leave(&self, channel: &str, client: &str) -> Result<(), ShimError> {
         let mut cmd = command::leave(self.keys.key(channel), client);
         if !self.leave_grace.is_zero() {
             cmd.arg("GRACE").arg(self.leave_grace.as_millis() as u64);
@@ -267,7 +313,7 @@ impl Store {
     }
 
     /// `PRESENCE.ROSTER channel`.
-    pub async fn roster(&self, channel: &str) -> Result<Roster, ShimError> {
+    async fn roster(&self, channel: &str) -> Result<Roster, ShimError> {
         let cmd = command::roster(self.keys.key(channel));
         let roster: presence_client::Roster = self.query(self.shard_of(channel), &cmd).await?;
         Ok(Roster {
@@ -282,7 +328,7 @@ impl Store {
     ///
     /// A shard that fails (down, failing over) does not hold back the others: its failure is logged
     /// and its channels wait for the next touch. Only when every shard failed is it an error.
-    pub async fn touch(
+    async fn touch(
         &self,
         batch: &[(String, Vec<String>)],
         ttl: Duration,
@@ -316,7 +362,9 @@ impl Store {
             _ => Ok(unknown),
         }
     }
+}
 
+impl Store {
     /// One pipeline of `PRESENCE.TOUCH`es, all on one server or one cluster slot. On an error, how
     /// many channels it held.
     async fn touch_group(

@@ -8,13 +8,79 @@
 mod cluster;
 mod server;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use presence_roster::Event;
 
 pub use cluster::ClusterStream;
 pub use server::ServerStream;
 
+use crate::config::Config;
 use crate::error::ShimError;
+use crate::store::{Shard, Store};
+
+/// Where the shim listens for channels' events: [`RedisStreams`] on Redis' shard pub/sub; the unit
+/// tests' in-memory store (`crate::memory`) delivers its own events, with a delay and losses on demand.
+#[async_trait]
+pub trait EventStream: Send + Sync + 'static {
+    /// Makes sure this process receives `channel`'s events: returns once the subscription is
+    /// confirmed, or fails within the timeout.
+    async fn listen(&self, channel: &str) -> Result<(), ShimError>;
+    /// Stops receiving `channel`'s events.
+    fn unlisten(&self, channel: &str);
+}
+
+/// The streams of every configured server, or of the cluster, each channel on its shard's.
+pub struct RedisStreams {
+    streams: HashMap<Shard, Stream>,
+    store: Store,
+}
+
+impl RedisStreams {
+    /// Starts the stream of each server (or the cluster's), feeding `sink`.
+    pub async fn start(
+        config: &Config,
+        store: Store,
+        sink: Arc<dyn StreamSink>,
+    ) -> Result<Self, ShimError> {
+        let mut streams = HashMap::new();
+        if config.cluster.is_empty() {
+            for (i, url) in config.servers.iter().enumerate() {
+                let stream =
+                    ServerStream::spawn(url, &config.key_prefix, sink.clone(), config.timeout)?;
+                streams.insert(Shard::Server(i), Stream::Server(stream));
+            }
+        } else {
+            let stream =
+                ClusterStream::connect(&config.cluster, &config.key_prefix, sink, config.timeout)
+                    .await?;
+            streams.insert(Shard::Cluster, Stream::Cluster(stream));
+        }
+        Ok(RedisStreams { streams, store })
+    }
+
+    fn of(&self, channel: &str) -> Option<&Stream> {
+        self.streams.get(&self.store.shard_of(channel))
+    }
+}
+
+#[async_trait]
+impl EventStream for RedisStreams {
+    async fn listen(&self, channel: &str) -> Result<(), ShimError> {
+        match self.of(channel) {
+            Some(stream) => stream.listen(channel).await,
+            None => Err(ShimError::Stream(format!("no stream for {channel}"))),
+        }
+    }
+
+    fn unlisten(&self, channel: &str) {
+        if let Some(stream) = self.of(channel) {
+            stream.unlisten(channel);
+        }
+    }
+}
 
 /// Receives what a stream reads. Called one call at a time, in order.
 #[async_trait]
