@@ -21,9 +21,13 @@
 //!   host's backend issues.
 //!
 //! Inside (`pub(crate)`, free to change):
-//! - `store`: the module's commands on the server (or cluster) that owns each channel, through
-//!   `presence-client` (the typed commands, for anyone calling the module directly).
-//! - `stream`: one shard pub/sub connection per server, with resync after a gap.
+//! - `store`: the module's commands behind the `PresenceStore` trait, and `Store`, which runs them on
+//!   the server (or cluster) that owns each channel through `presence-client` (the typed commands, for
+//!   anyone calling the module directly).
+//! - `stream`: the `EventStream` trait, and one shard pub/sub connection per server, with resync after
+//!   a gap.
+//! - `memory` and `race_tests` (unit tests only): the same two traits in memory, over the module's own
+//!   roster logic with no Redis, and the shim's races played on it under a paused clock.
 //! - `view`, `claim`, `message`, `route`: pure parts: the roster as told, the subscriber's claim,
 //!   faye-presence's message format, jump-hash routing.
 
