@@ -36,6 +36,17 @@ pub enum ShimError {
     /// The roster stream (shard pub/sub) for the channel is not available.
     #[error("the presence stream is unavailable: {0}")]
     Stream(String),
+    /// The module answered something this shim cannot read: a version mismatch or a bug, not an
+    /// outage.
+    #[error("unexpected reply from the presence module: {0}")]
+    BadReply(String),
+    /// The subscribe was overtaken by the client's own end (it unsubscribed, disconnected or timed out
+    /// while it was joining); nothing is left behind.
+    #[error("the subscribe was interrupted: {0}")]
+    Interrupted(&'static str),
+    /// A bug in the shim, caught: details in the log.
+    #[error("internal presence error: {0}")]
+    Internal(String),
     /// The configuration is invalid.
     #[error("invalid presence configuration: {0}")]
     Config(String),
@@ -71,8 +82,13 @@ impl ShimError {
             ShimError::SeveralChannels => format!("405:{channel}:{self}"),
             // 400, not 503: retrying cannot help, and clients retry what says "try again".
             ShimError::Refused(why) => format!("400:{channel}:Presence refused ({why})"),
-            ShimError::Config(_) => format!("500:{channel}:{self}"),
-            ShimError::Redis(_) | ShimError::Timeout(_) | ShimError::Stream(_) => {
+            ShimError::Config(_) | ShimError::BadReply(_) | ShimError::Internal(_) => {
+                format!("500:{channel}:{self}")
+            }
+            ShimError::Redis(_)
+            | ShimError::Timeout(_)
+            | ShimError::Stream(_)
+            | ShimError::Interrupted(_) => {
                 format!("503:{channel}:Presence is unavailable, try again ({self})")
             }
         }

@@ -8,7 +8,7 @@
 //! event stream, and keeps, per channel, the view every local subscriber was told ([`ChannelView`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
 use async_trait::async_trait;
 use bayeux::{Message, SharedExt};
@@ -247,7 +247,7 @@ impl Presence {
         let inner = &self.inner;
         let claim = Claim::from_ext(ext, client, channel, &inner.config)?;
         let was_member = {
-            let mut state = inner.state.lock().unwrap();
+            let mut state = inner.state();
             let membership = Membership {
                 claim: claim.clone(),
                 seen: None,
@@ -274,7 +274,7 @@ impl Presence {
                     .is_none();
                 if gone {
                     let _ = inner.store.leave(channel, client).await;
-                    return Err(ShimError::Stream("the client left while joining".into()));
+                    return Err(ShimError::Interrupted("the client left while joining"));
                 }
                 Ok(reply)
             }
@@ -304,7 +304,7 @@ impl Presence {
         // The roster from Redis only starts a view; once there is one, the snapshot comes from it, so
         // asking for the whole roster again on every join would be O(n) for nothing.
         let need_roster = {
-            let state = inner.state.lock().unwrap();
+            let state = inner.state();
             !state
                 .channels
                 .get(channel)
@@ -326,11 +326,13 @@ impl Presence {
             .join(channel, client, &claim.id, &claim.value, &options)
             .await?;
         let mut caught_up = {
-            let mut state = inner.state.lock().unwrap();
+            let mut state = inner.state();
             let entry = state
                 .channels
                 .get_mut(channel)
-                .ok_or(ShimError::Stream("channel left meanwhile".into()))?;
+                .ok_or(ShimError::Interrupted(
+                    "the channel's last local member left meanwhile",
+                ))?;
             if let (false, Some(members)) = (entry.view.is_initialized(), joined.members) {
                 // Nobody here has been told anything yet, so the early events need no relaying.
                 entry.view.initialize(joined.rev, members);
@@ -346,12 +348,14 @@ impl Presence {
         )
         .await
         .map_err(|_| ShimError::Timeout(inner.config.timeout))?
-        .map_err(|_| ShimError::Stream("channel left meanwhile".into()))?;
-        let mut state = inner.state.lock().unwrap();
+        .map_err(|_| ShimError::Interrupted("the channel's last local member left meanwhile"))?;
+        let mut state = inner.state();
         let entry = state
             .channels
             .get_mut(channel)
-            .ok_or(ShimError::Stream("channel left meanwhile".into()))?;
+            .ok_or(ShimError::Interrupted(
+                "the channel's last local member left meanwhile",
+            ))?;
         let rev = entry.view.rev();
         let count = entry.view.len();
         if let Some(membership) = entry.members.get_mut(client) {
@@ -368,7 +372,7 @@ impl Presence {
         let roster = entry
             .view
             .roster_shared()
-            .map_err(|e| ShimError::Stream(format!("the roster did not serialize: {e}")))?;
+            .map_err(|e| ShimError::Internal(format!("the roster did not serialize: {e}")))?;
         Ok(Subscribed {
             presence: json!({ "rev": rev }),
             roster: Some(roster),
@@ -388,7 +392,7 @@ impl Presence {
 
     /// Drops a membership, and the channel's state and stream subscription with its last local member.
     fn forget(&self, client: &str, channel: &str) {
-        let mut state = self.inner.state.lock().unwrap();
+        let mut state = self.inner.state();
         let Some(entry) = state.channels.get_mut(channel) else {
             return;
         };
@@ -411,7 +415,7 @@ impl Presence {
         let Some(rev) = rev_of(message) else {
             return true;
         };
-        let state = self.inner.state.lock().unwrap();
+        let state = self.inner.state();
         match state.membership(client, &message.channel) {
             Some(Membership {
                 seen: Some(seen), ..
@@ -504,7 +508,7 @@ async fn deliver_loop(
             return;
         };
         let addressed = {
-            let mut state = inner.state.lock().unwrap();
+            let mut state = inner.state();
             let Some(entry) = state.channels.get_mut(&channel) else {
                 continue; // Dropped meanwhile: its last member is gone.
             };
@@ -572,6 +576,12 @@ impl Inner {
         (inner, sink)
     }
 
+    /// The shim's state. A panic while it was held (a bug) does not take every later subscribe down
+    /// with it: the state is used as it was left, as bayeux does with its own locks.
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn stream(&self) -> &dyn EventStream {
         self.streams
             .get()
@@ -581,7 +591,7 @@ impl Inner {
 
     /// Applies events to the channel's view and relays the new ones, in order.
     fn relay(&self, channel: &str, events: Vec<Event>) {
-        let mut state = self.state.lock().unwrap();
+        let mut state = self.state();
         let Some(entry) = state.channels.get_mut(channel) else {
             return; // Nobody here listens any more.
         };
@@ -596,7 +606,7 @@ impl Inner {
     async fn resync(&self, channel: &str) -> Result<(), ShimError> {
         let truth = self.store.roster(channel).await?;
         let diff = {
-            let mut state = self.state.lock().unwrap();
+            let mut state = self.state();
             let Some(entry) = state.channels.get_mut(channel) else {
                 return Ok(());
             };
@@ -691,7 +701,7 @@ async fn touch_loop(inner: Weak<Inner>) {
             return;
         };
         let batch: Vec<(String, Vec<String>)> = {
-            let state = inner.state.lock().unwrap();
+            let state = inner.state();
             state
                 .channels
                 .iter()
@@ -714,7 +724,7 @@ async fn touch_loop(inner: Weak<Inner>) {
                 for (channel, clients) in lost {
                     for client in clients {
                         let claim = {
-                            let state = inner.state.lock().unwrap();
+                            let state = inner.state();
                             state.membership(&client, &channel).map(|m| m.claim.clone())
                         };
                         if let Some(claim) = claim {

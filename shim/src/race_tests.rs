@@ -160,7 +160,7 @@ async fn a_client_that_leaves_while_its_join_is_in_flight_leaves_nothing_behind(
     presence.unsubscribe("c1", channel).await;
     let outcome = joining.await.unwrap();
     assert!(
-        matches!(&outcome, Err(ShimError::Stream(why)) if why.contains("left while joining")),
+        matches!(&outcome, Err(ShimError::Interrupted(why)) if why.contains("left while joining")),
         "{outcome:?}"
     );
     settle(&store, &host, channel, &[observer]).await;

@@ -245,9 +245,9 @@ impl Store {
         match tokio::time::timeout(self.timeout, run).await {
             Ok(Ok(value)) => Ok(value),
             // A reply the client cannot read is the module's or ours to fix, not Redis being away.
-            Ok(Err(e)) if e.kind() == redis::ErrorKind::Parse => Err(ShimError::Stream(format!(
-                "unexpected reply from the presence module: {e}"
-            ))),
+            Ok(Err(e)) if e.kind() == redis::ErrorKind::Parse => {
+                Err(ShimError::BadReply(e.to_string()))
+            }
             Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(ShimError::Timeout(self.timeout)),
         }
@@ -269,15 +269,15 @@ impl PresenceStore for Store {
         let with_roster = options.with_roster;
         let cmd = command::join_with(self.keys.key(channel), client, id, value, options);
         let joined: presence_client::Joined = self.query(self.shard_of(channel), &cmd).await?;
-        let members =
-            match (with_roster, joined.roster) {
-                (true, Some(roster)) => Some(shared(roster)),
-                (true, None) => return Err(ShimError::Stream(
-                    "unexpected reply from the presence module: a join WITHROSTER without 'roster'"
-                        .into(),
-                )),
-                (false, _) => None,
-            };
+        let members = match (with_roster, joined.roster) {
+            (true, Some(roster)) => Some(shared(roster)),
+            (true, None) => {
+                return Err(ShimError::BadReply(
+                    "a join WITHROSTER without 'roster'".into(),
+                ))
+            }
+            (false, _) => None,
+        };
         Ok(Joined {
             rev: joined.rev,
             members,

@@ -14,7 +14,7 @@
 //! publishes on) and pushes are named back as channels; a push outside the prefix is ignored.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use presence_roster::wire;
@@ -86,7 +86,10 @@ impl ClusterStream {
             .unwrap()
             .entry(channel.to_owned())
             .or_default() += 1;
-        self.listening.lock().unwrap().insert(channel.to_owned());
+        self.listening
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(channel.to_owned());
         let mut connection = (*self.connection).clone();
         let key = self.keys.key(channel);
         match tokio::time::timeout(self.timeout, connection.ssubscribe(key)).await {
@@ -98,7 +101,10 @@ impl ClusterStream {
 
     /// See [`super::Stream::unlisten`].
     pub fn unlisten(&self, channel: &str) {
-        self.listening.lock().unwrap().remove(channel);
+        self.listening
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(channel);
         let mut connection = (*self.connection).clone();
         let key = self.keys.key(channel);
         tokio::spawn(async move {
@@ -145,7 +151,7 @@ async fn run(
                     continue;
                 };
                 let ours = {
-                    let mut expected = expected.lock().unwrap();
+                    let mut expected = expected.lock().unwrap_or_else(PoisonError::into_inner);
                     match expected.get_mut(&channel) {
                         Some(n) if *n > 0 => {
                             *n -= 1;
@@ -199,7 +205,13 @@ async fn repair(
         loop {
             // This loss, or one reported meanwhile: every channel listened to now, again.
             while lost.try_recv().is_ok() {}
-            pending.extend(listening.lock().unwrap().iter().cloned());
+            pending.extend(
+                listening
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .iter()
+                    .cloned(),
+            );
             let Some(connection) = connection.upgrade().map(|c| (*c).clone()) else {
                 return;
             };
@@ -219,7 +231,10 @@ async fn repair(
                 }
             }
             // A channel no longer listened to needs no subscription (its events would be dropped).
-            let still = listening.lock().unwrap().clone();
+            let still = listening
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
             pending.retain(|channel| still.contains(channel));
             if pending.is_empty() {
                 tracing::info!(
