@@ -186,7 +186,10 @@ impl Connection {
         &self,
         cmd: &Cmd,
     ) -> Result<T, EngineError> {
-        Ok(cmd.query_async(&mut self.clone()).await?)
+        let started = std::time::Instant::now();
+        let result = cmd.query_async(&mut self.clone()).await;
+        metrics::histogram!("redis_command_duration_seconds", "kind" => "engine", "command" => "command").record(started.elapsed());
+        Ok(result?)
     }
 
     /// Runs commands together (not a transaction) and returns every reply, in order. The first error
@@ -202,6 +205,7 @@ impl Connection {
         &self,
         cmds: Vec<Cmd>,
     ) -> Result<Vec<Result<Value, EngineError>>, EngineError> {
+        let _timed = Timed(std::time::Instant::now());
         match self {
             Connection::Server(_) => {
                 let mut pipe = Pipeline::with_capacity(cmds.len());
@@ -280,4 +284,13 @@ impl Connection {
 
 fn is_noscript(error: &redis::RedisError) -> bool {
     error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+}
+
+/// Records an engine pipeline's duration when dropped, however it ends.
+struct Timed(std::time::Instant);
+
+impl Drop for Timed {
+    fn drop(&mut self) {
+        metrics::histogram!("redis_command_duration_seconds", "kind" => "engine", "command" => "pipeline").record(self.0.elapsed());
+    }
 }

@@ -51,6 +51,10 @@ pub struct Config {
     /// closed to make room; with none to close, the new one is answered `503` and closed.
     /// Default: 10,000.
     pub max_connections: usize,
+    /// After [`crate::serve`]'s shutdown signal, how long requests in progress may take to finish
+    /// (held connects are answered at once, see [`crate::Server::drain`]) before the rest are
+    /// dropped. Default: 10 s.
+    pub drain: Duration,
 }
 
 impl Default for Config {
@@ -68,6 +72,7 @@ impl Default for Config {
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(10),
             max_connections: 10_000,
+            drain: Duration::from_secs(10),
         }
         .with_timeout(Duration::from_secs(30))
     }
@@ -120,6 +125,12 @@ impl Config {
     /// Sets `max_subscriptions`.
     pub fn with_max_subscriptions(mut self, max_subscriptions: usize) -> Self {
         self.max_subscriptions = max_subscriptions;
+        self
+    }
+
+    /// Sets `drain`.
+    pub fn with_drain(mut self, drain: Duration) -> Self {
+        self.drain = drain;
         self
     }
 

@@ -210,6 +210,7 @@ impl Pipeline {
                 // A hung hook (say, a Redis call that never returns) must not hang the request.
                 Err(_) => {
                     tracing::error!(channel = %snapshot.channel, "extension hook timed out");
+                    metrics::counter!("bayeux_extension_timeouts_total").increment(1);
                     reject(snapshot, &Error::Internal("extension timed out".into()))
                 }
             };
@@ -240,7 +241,10 @@ impl Pipeline {
             match tokio::time::timeout(self.hook_timeout, guarded).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => tracing::error!(?event, "extension event hook panicked"),
-                Err(_) => tracing::error!(?event, "extension event hook timed out"),
+                Err(_) => {
+                    tracing::error!(?event, "extension event hook timed out");
+                    metrics::counter!("bayeux_extension_timeouts_total").increment(1);
+                }
             }
         }
     }

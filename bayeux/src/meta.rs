@@ -94,6 +94,28 @@ impl HeldConnects {
     }
 }
 
+/// Counts a held connect by its connection type (one of [`CONNECTION_TYPES`], so a bounded label) in
+/// `bayeux_connects_held`, for as long as it is held however it ends.
+struct HeldGauge(&'static str);
+
+impl HeldGauge {
+    fn new(connection_type: &str) -> Self {
+        let transport = CONNECTION_TYPES
+            .iter()
+            .find(|t| **t == connection_type)
+            .copied()
+            .unwrap_or("other");
+        metrics::gauge!("bayeux_connects_held", "transport" => transport).increment(1.0);
+        HeldGauge(transport)
+    }
+}
+
+impl Drop for HeldGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("bayeux_connects_held", "transport" => self.0).decrement(1.0);
+    }
+}
+
 impl Drop for HoldGuard<'_> {
     fn drop(&mut self) {
         let mut slots = self.held.slots.lock().unwrap_or_else(|p| p.into_inner());
@@ -155,6 +177,7 @@ impl Server {
             return Err(Error::ConnectionTypeMismatch(offered.clone()));
         }
         let client_id = self.inner.engine.create_client().await?;
+        metrics::counter!("bayeux_handshakes_total").increment(1);
         let mut reply = reply_to(m);
         reply.client_id = Some(client_id.clone());
         reply.successful = Some(true);
@@ -206,12 +229,21 @@ impl Server {
         let hold = asked.map_or(self.inner.config.timeout, |t| {
             t.min(self.inner.config.timeout)
         });
+        // Made before the check, so a drain between the two still wakes this connect.
+        let drained = self.inner.drained.notified();
+        tokio::pin!(drained);
+        let hold = if self.is_draining() {
+            Duration::ZERO
+        } else {
+            hold
+        };
         let deadline = Instant::now() + hold;
         let signal = engine
             .queue_signal(&client_id)
             .await?
             .ok_or_else(|| Error::ClientUnknown(client_id.clone()))?;
         let (_guard, released) = self.inner.held.take(&client_id);
+        let _held = HeldGauge::new(connection_type);
         // A client whose socket gets pushed deliveries (see `push`) only uses connects as a heartbeat.
         let pushed = self.is_pushed(&client_id);
         // `known_client` has just checked that the client exists; after a wake-up with nothing queued,
@@ -234,6 +266,10 @@ impl Server {
                 _ = signal.notified(), if !pushed => woken = true,
                 // A newer connect from this client holds now; leave the queue to it.
                 _ = released.notified() => break Vec::new(),
+                // The process is about to exit: answer now, so the client connects again elsewhere.
+                _ = &mut drained => {
+                    break if pushed { Vec::new() } else { engine.take_queue(&client_id).await? };
+                }
                 _ = tokio::time::sleep_until(deadline) => {
                     break if pushed { Vec::new() } else { engine.take_queue(&client_id).await? };
                 }
@@ -374,6 +410,7 @@ impl Server {
         self.inner.engine.ping(&client_id).await?;
         if !channel::is_service(&m.channel) {
             self.inner.engine.publish(&strip(m.clone())).await?;
+            metrics::counter!("bayeux_messages_published_total").increment(1);
         }
         let mut reply = reply_to(m);
         reply.successful = Some(true);

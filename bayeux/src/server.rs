@@ -34,6 +34,9 @@ pub(crate) struct Inner {
     pub(crate) fences: crate::fence::Fences,
     /// Each client's batches, one at a time.
     turns: crate::turns::Turns,
+    /// Set by [`Server::drain`]; `drained` wakes the connects held at that moment.
+    draining: std::sync::atomic::AtomicBool,
+    pub(crate) drained: tokio::sync::Notify,
 }
 
 /// What a request gets back: its replies, and the fence that holds back the deliveries that must
@@ -98,6 +101,8 @@ impl ServerBuilder {
                 pushing: Default::default(),
                 fences: Default::default(),
                 turns: Default::default(),
+                draining: Default::default(),
+                drained: Default::default(),
             }),
         })
     }
@@ -117,6 +122,24 @@ impl Server {
     /// The engine.
     pub fn engine(&self) -> &Arc<dyn Engine> {
         &self.inner.engine
+    }
+
+    /// Stops holding connects, for a process about to exit: every connect held now is answered at
+    /// once (with what is queued and `advice.reconnect: retry`, so its client connects again, through
+    /// a load balancer to another process), and so is every later one. [`crate::serve`] calls it when
+    /// its shutdown signal fires. It cannot be undone.
+    pub fn drain(&self) {
+        self.inner
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.drained.notify_waiters();
+    }
+
+    /// Whether [`Server::drain`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.inner
+            .draining
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// A receiver of every lifecycle [`Event`] from now on (a broadcast: a receiver that falls more than
@@ -339,9 +362,14 @@ impl Server {
             Some(error) => Err(Error::Extension(error.clone())),
             None => Box::pin(self.dispatch(&request)).await,
         };
-        let (reply, deliveries, added) = match outcome {
-            Ok(done) => (done.reply, done.deliveries, done.subscribed),
-            Err(e) => (self.error_reply(&request, &e), Vec::new(), Vec::new()),
+        let (reply, deliveries, added, cause) = match outcome {
+            Ok(done) => (done.reply, done.deliveries, done.subscribed, None),
+            Err(e) => (
+                self.error_reply(&request, &e),
+                Vec::new(),
+                Vec::new(),
+                Some(e),
+            ),
         };
         let reply_client = reply.client_id.clone().or(claimed);
         let ctx = Context {
@@ -357,6 +385,7 @@ impl Server {
                 .is_some_and(|r| r.error.is_none() && r.successful != Some(false));
             if accepted {
                 for channel in added {
+                    metrics::counter!("bayeux_subscriptions_total").increment(1);
                     let client_id = client_id.clone();
                     Box::pin(self.emit(Event::Subscribe { client_id, channel })).await;
                 }
@@ -372,7 +401,9 @@ impl Server {
         }
         let mut out: Vec<Outbound> = reply
             .into_iter()
-            .map(|r| Outbound::new(finish_reply(r, &request)))
+            .map(|r| finish_reply(r, &request))
+            .inspect(|r| log_failure(r, reply_client.as_deref(), cause.as_ref()))
+            .map(Outbound::new)
             .collect();
         out.extend(Box::pin(self.outgoing_deliveries(reply_client.as_deref(), deliveries)).await);
         out
@@ -413,15 +444,13 @@ impl Server {
                 }
             }
         }
+        metrics::counter!("bayeux_messages_delivered_total").increment(out.len() as u64);
         out
     }
 
     /// The reply to `request` for `error`, with the advice Faye gives (`reconnect: handshake` after a
     /// failed handshake or connect, or for an unknown client).
     pub(crate) fn error_reply(&self, request: &Message, error: &Error) -> Message {
-        if matches!(error, Error::Engine(_) | Error::Internal(_)) {
-            tracing::error!(channel = %request.channel, %error, "request failed");
-        }
         let mut reply = reply_to(request);
         reply.successful = Some(false);
         reply.error = Some(error.to_bayeux());
@@ -467,6 +496,25 @@ pub(crate) fn reply_to(request: &Message) -> Message {
         id: request.id.clone(),
         client_id: request.client_id.clone(),
         ..Message::default()
+    }
+}
+
+/// One log line per failed reply a client sees: its Bayeux error and, when the server made it, the
+/// cause (an error an extension set carries its cause in its own text). Counted by error code: the
+/// code is a number the server chose, so the label set stays small.
+fn log_failure(reply: &Message, client: Option<&str>, cause: Option<&Error>) {
+    let Some(error) = &reply.error else { return };
+    let code = match error.split(':').next() {
+        Some(code) if code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit()) => code,
+        _ => "other",
+    };
+    metrics::counter!("bayeux_errors_total", "code" => code.to_owned()).increment(1);
+    let cause = cause.map_or_else(|| "refused by an extension".to_owned(), |e| e.to_string());
+    let client = client.unwrap_or("");
+    if code.starts_with('5') {
+        tracing::warn!(channel = %reply.channel, client, bayeux_error = %error, %cause, "request failed");
+    } else {
+        tracing::info!(channel = %reply.channel, client, bayeux_error = %error, %cause, "request refused");
     }
 }
 

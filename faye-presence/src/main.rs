@@ -8,11 +8,13 @@
 //! # Layout
 //! - this file: the flags ([`Args`]), turning them into the shim's and the server's configs, the engine
 //!   `--engine` names, serving until Ctrl-C or SIGTERM.
+//! - [`ops`]: `/metrics`, `/healthz` and `/readyz`.
 //! - [`local_redis`]: the `redis-server` it starts for itself when given no Redis, with the module found
 //!   beside this program (`libpresence.so`, where cargo builds both) unless `--module` says otherwise.
 
 mod assets;
 mod local_redis;
+mod ops;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -117,6 +119,32 @@ struct Args {
     /// The module for the local redis-server (default: libpresence.so next to this program).
     #[arg(long, env = "FAYE_PRESENCE_MODULE")]
     module: Option<PathBuf>,
+    /// Serve `/metrics` on this address instead of the listen address (`/healthz` and `/readyz`
+    /// stay on the listen address, where a load balancer probes).
+    #[arg(long, env = "FAYE_PRESENCE_METRICS")]
+    metrics: Option<SocketAddr>,
+    /// Seconds requests in progress get to finish after SIGTERM (held connects are answered at once)
+    /// before the process exits anyway.
+    #[arg(long, env = "FAYE_PRESENCE_DRAIN", default_value_t = 10.0)]
+    drain: f64,
+    /// On SIGTERM, leave every presence membership of this process at once instead of leaving them to
+    /// their TTL (which lets a client that reconnects to another process stay a member throughout).
+    #[arg(long, env = "FAYE_PRESENCE_LEAVE_ON_SHUTDOWN")]
+    leave_on_shutdown: bool,
+    /// Log lines as text (for people) or JSON objects (for log shippers).
+    #[arg(
+        long,
+        env = "FAYE_PRESENCE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -127,19 +155,24 @@ enum Value {
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
+    let args = Args::parse();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
-    if let Err(error) = run(Args::parse()).await {
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    if let Err(error) = run(args).await {
         eprintln!("faye-presence: {error}");
         std::process::exit(1);
     }
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let metrics = ops::install_metrics()?;
     let mut local = None;
     let mut servers = args.servers;
     if servers.is_empty() && args.cluster.is_empty() {
@@ -168,19 +201,87 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
         .with_max_connections(args.max_connections)
         .with_header_timeout(seconds(args.header_timeout)?)
         .with_idle_timeout(seconds(args.idle_timeout)?)
+        .with_drain(seconds(args.drain)?)
         .with_mount(args.mount.clone());
 
+    let presence_targets = if config.cluster.is_empty() {
+        config.servers.clone()
+    } else {
+        config.cluster.clone()
+    };
+    let engine_url = engine_url(&args.engine, &config);
+    let readiness = ops::Readiness::new(&presence_targets, engine_url.as_deref())?;
     let engine = engine(&args.engine, &args.engine_namespace, &config).await?;
-    let server = presence_shim::serve_on(config, bayeux_config, engine).await?;
+    let (server, presence) = serve(config, bayeux_config, engine).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let address = listener.local_addr()?;
+    let mut app = assets::routes(&args.mount, args.static_dir)
+        .merge(ops::health_routes(readiness))
+        .merge(bayeux::router(server.clone()));
+    match args.metrics {
+        Some(at) => {
+            let metrics_listener = tokio::net::TcpListener::bind(at).await?;
+            let bound = metrics_listener.local_addr()?;
+            println!("metrics on {bound}");
+            tokio::spawn(async move {
+                let routes = ops::metrics_routes(metrics);
+                if let Err(error) = axum::serve(metrics_listener, routes).await {
+                    tracing::error!(%error, "the metrics listener failed");
+                }
+            });
+        }
+        None => app = app.merge(ops::metrics_routes(metrics)),
+    }
     // Scripts and tests wait for this line.
     println!("listening on {address}");
     tracing::info!("Bayeux with presence at http://{address}{}", args.mount);
-    let app = assets::routes(&args.mount, args.static_dir).merge(bayeux::router(server.clone()));
+    let drain = server.config().drain;
     bayeux::serve_with(listener, &server, app, shutdown_signal()).await?;
+    if args.leave_on_shutdown {
+        // Bounded like the rest of the drain: a Redis that does not answer costs the TTL, not a hang.
+        if tokio::time::timeout(drain, presence.leave_all())
+            .await
+            .is_err()
+        {
+            tracing::warn!("leaving the members at shutdown took too long; the rest expire");
+        }
+    }
+    tracing::info!("shut down");
     drop(local);
     Ok(())
+}
+
+/// The Bayeux server with presence, as `presence_shim::serve_on` builds it, keeping the shim for the
+/// shutdown (`--leave-on-shutdown`).
+async fn serve(
+    config: Config,
+    bayeux_config: bayeux::Config,
+    engine: Arc<dyn bayeux::Engine>,
+) -> Result<(bayeux::Server, presence_shim::Presence), Box<dyn std::error::Error + Send + Sync>> {
+    let delivery = Arc::new(presence_shim::extension::LocalDelivery(
+        std::sync::OnceLock::new(),
+    ));
+    let presence = presence_shim::Presence::start(config, delivery.clone()).await?;
+    let server = bayeux::Server::builder()
+        .config(bayeux_config)
+        .engine(engine)
+        .extension(Arc::new(presence_shim::PresenceExtension::new(
+            presence.clone(),
+        )))
+        .build()?;
+    let _ = delivery.0.set(server.clone());
+    server.spawn_sweeper();
+    Ok((server, presence))
+}
+
+/// The Redis URL `--engine` names, if it names one.
+fn engine_url(name: &str, presence: &Config) -> Option<String> {
+    match name {
+        "redis" if !presence.cluster.is_empty() => presence.cluster.first().cloned(),
+        "redis" => presence.servers.first().cloned(),
+        url if url.starts_with("redis://") || url.starts_with("rediss://") => Some(url.to_owned()),
+        _ => None,
+    }
 }
 
 /// The engine `--engine` names.

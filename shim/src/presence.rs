@@ -262,6 +262,9 @@ impl Presence {
                 .insert(client.to_owned(), membership)
                 .is_some()
         };
+        if !was_member {
+            metrics::gauge!("presence_local_members").increment(1.0);
+        }
         match self.join(client, channel, &claim).await {
             Ok(reply) => {
                 // The client may have gone while we joined (disconnected, timed out): its leave may then
@@ -390,13 +393,32 @@ impl Presence {
         }
     }
 
+    /// Leaves every membership this process holds, as each client's unsubscribe would: for a process
+    /// about to exit whose members should leave now rather than when their TTL runs out.
+    pub async fn leave_all(&self) {
+        let held: Vec<(String, String)> = {
+            let state = self.inner.state();
+            let mut held = Vec::new();
+            for (channel, entry) in &state.channels {
+                held.extend(entry.members.keys().map(|c| (c.clone(), channel.clone())));
+            }
+            held
+        };
+        let leaves = held
+            .iter()
+            .map(|(client, channel)| self.unsubscribe(client, channel));
+        futures_util::future::join_all(leaves).await;
+    }
+
     /// Drops a membership, and the channel's state and stream subscription with its last local member.
     fn forget(&self, client: &str, channel: &str) {
         let mut state = self.inner.state();
         let Some(entry) = state.channels.get_mut(channel) else {
             return;
         };
-        entry.members.remove(client);
+        if entry.members.remove(client).is_some() {
+            metrics::gauge!("presence_local_members").decrement(1.0);
+        }
         if entry.members.is_empty() {
             state.channels.remove(channel);
             self.inner.stream().unlisten(channel);
@@ -532,6 +554,8 @@ async fn deliver_loop(
             addressed
         };
         for (message, clients) in addressed {
+            metrics::counter!("presence_roster_messages_sent_total")
+                .increment(clients.len() as u64);
             inner.deliver.deliver(message, clients).await;
         }
     }
@@ -596,6 +620,10 @@ impl Inner {
             return; // Nobody here listens any more.
         };
         let fresh = entry.view.apply(events);
+        fresh.iter().for_each(|e| {
+            metrics::counter!("presence_events_relayed_total", "kind" => e.kind.as_str())
+                .increment(1)
+        });
         entry.rev.send_replace(entry.view.rev());
         entry.send(fresh);
     }
@@ -605,6 +633,7 @@ impl Inner {
     /// view would tell subscribers of joins they already have).
     async fn resync(&self, channel: &str) -> Result<(), ShimError> {
         let truth = self.store.roster(channel).await?;
+        metrics::counter!("presence_resyncs_total").increment(1);
         let diff = {
             let mut state = self.state();
             let Some(entry) = state.channels.get_mut(channel) else {

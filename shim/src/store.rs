@@ -242,7 +242,11 @@ impl Store {
         &self,
         run: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, ShimError> {
-        match tokio::time::timeout(self.timeout, run).await {
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(self.timeout, run).await;
+        metrics::histogram!("redis_command_duration_seconds", "kind" => "presence")
+            .record(started.elapsed());
+        match result {
             Ok(Ok(value)) => Ok(value),
             // A reply the client cannot read is the module's or ours to fix, not Redis being away.
             Ok(Err(e)) if e.kind() == redis::ErrorKind::Parse => {
@@ -352,6 +356,7 @@ impl PresenceStore for Store {
                 Ok(lost) => unknown.extend(lost),
                 Err((channels, error)) => {
                     tracing::warn!(%error, channels, "presence touch failed on one shard; will retry");
+                    metrics::counter!("presence_touch_failures_total").increment(1);
                     failed += 1;
                     first_error.get_or_insert(error);
                 }

@@ -49,6 +49,7 @@ impl Client {
     fn enqueue(&mut self, id: &str, message: Outbound, max: usize) {
         if self.queue.len() >= max {
             self.queue.pop_front();
+            metrics::counter!("bayeux_queue_dropped_total").increment(1);
             if !self.overflowing {
                 tracing::warn!(client = %id, max, "queue full, dropping the oldest messages");
                 self.overflowing = true;

@@ -39,8 +39,9 @@ use tower::ServiceExt;
 /// idle timeouts and the connection cap of its [`Config`] (see the module docs), `TCP_NODELAY` on every
 /// connection (see [`crate::without_delay`]) and HTTP/1.1 with WebSocket upgrades.
 ///
-/// After `shutdown`, no connection is accepted; requests in progress finish and their connections
-/// close, for at most [`Config::timeout`] (the longest a connect is held), then the rest are dropped.
+/// After `shutdown`, no connection is accepted, held connects are answered at once
+/// ([`Server::drain`]: their clients connect again, elsewhere), requests in progress finish and their
+/// connections close, for at most [`Config::drain`], then the rest are dropped.
 pub async fn serve(
     listener: TcpListener,
     server: Server,
@@ -102,8 +103,19 @@ pub async fn serve_with(
         ));
     }
     drop(listener);
+    server.drain();
     let _ = closing_tx.send(true);
-    let _ = tokio::time::timeout(config.timeout, shared.all_closed()).await;
+    let live = shared.live();
+    if tokio::time::timeout(config.drain, shared.all_closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = shared.live(),
+            of = live,
+            "drain time over; dropping the connections still open"
+        );
+    }
     Ok(())
 }
 

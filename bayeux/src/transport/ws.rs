@@ -63,7 +63,20 @@ async fn run(socket: WebSocket, server: Server) {
         })
     };
     let mut connects = JoinSet::new();
-    while let Some(frame) = stream.next().await {
+    metrics::gauge!("bayeux_websockets_open").increment(1.0);
+    let drained = server.inner.drained.notified();
+    tokio::pin!(drained);
+    let mut draining = server.is_draining();
+    while !draining {
+        let frame = tokio::select! {
+            frame = stream.next() => frame,
+            // The process is about to exit: its held connects are being answered; close after them.
+            () = &mut drained => {
+                draining = true;
+                continue;
+            }
+        };
+        let Some(frame) = frame else { break };
         let text = match frame {
             Ok(Frame::Text(text)) => text.to_string(),
             Ok(Frame::Binary(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
@@ -93,6 +106,11 @@ async fn run(socket: WebSocket, server: Server) {
             connects.spawn(answer(server.clone(), held, tx.clone()));
         }
         while connects.try_join_next().is_some() {}
+    }
+    metrics::gauge!("bayeux_websockets_open").decrement(1.0);
+    if draining {
+        // Drained connects answer at once: let them reach the socket before it closes.
+        while connects.join_next().await.is_some() {}
     }
     // The socket is gone: held connects have no one to answer to, and deliveries go back to queueing.
     connects.abort_all();

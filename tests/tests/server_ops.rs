@@ -1,0 +1,448 @@
+//! Operating `faye-presence`: `/readyz` follows the presence Redis (503 within a second of it
+//! stopping, 200 again when it is back), `/metrics` is Prometheus text whose counters move as a real
+//! Faye client joins, publishes and leaves, and SIGTERM with 200 clients holding connects answers
+//! every one of them and exits within the drain time, without a panic.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use presence_tests::presence_server::{binary_path, http, Driver, Json, PresenceServer, Transport};
+use presence_tests::{module_path, unique_channel, RedisServer};
+
+/// A GET on the server; the status and the body.
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect to the server");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("set timeout");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("send request");
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .expect("read the response");
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP body in {response:?}"));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {head:?}"));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        unchunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, body)
+}
+
+/// A Bayeux POST; `None` if the connection closed without an answer.
+fn post(addr: &str, body: &str) -> Option<Vec<Json>> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("set timeout");
+    let request = format!(
+        "POST /faye HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let response = String::from_utf8_lossy(&response).into_owned();
+    let (head, payload) = response.split_once("\r\n\r\n")?;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{payload}");
+    let payload = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        unchunk(payload)
+    } else {
+        payload.to_owned()
+    };
+    match Json::parse(&payload) {
+        Ok(Json::Arr(items)) => Some(items),
+        other => panic!("not a Bayeux reply array: {other:?}"),
+    }
+}
+
+fn unchunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).expect("a chunk size");
+        if size == 0 {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+    out
+}
+
+/// Waits until `/readyz` answers `status`; how long it took.
+fn await_ready(addr: &str, status: u16, within: Duration) -> Duration {
+    let started = Instant::now();
+    let mut last = (0, String::new());
+    while started.elapsed() < within {
+        last = get(addr, "/readyz");
+        if last.0 == status {
+            return started.elapsed();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("/readyz did not answer {status} within {within:?}; last {last:?}")
+}
+
+#[test]
+fn readyz_follows_the_presence_redis() {
+    let mut redis = RedisServer::start();
+    let url = redis.url();
+    let server = PresenceServer::start(&["--redis", url.as_str(), "--redis-timeout", "1"]);
+    assert_eq!(get(server.addr(), "/healthz").0, 200);
+    let (status, body) = get(server.addr(), "/readyz");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        Json::parse(&body).unwrap().get("ready").as_bool(),
+        Some(true)
+    );
+
+    // Stalled: connections open, no answers.
+    {
+        let _stalled = redis.stall();
+        let took = await_ready(server.addr(), 503, Duration::from_secs(5));
+        assert!(took < Duration::from_secs(1), "503 only after {took:?}");
+        let (_, body) = get(server.addr(), "/readyz");
+        let reason = Json::parse(&body).unwrap();
+        let reason = reason.get("reason").as_str().unwrap_or_default().to_owned();
+        assert!(reason.contains("presence shard 0"), "{body}");
+        assert!(
+            get(server.addr(), "/healthz").0 == 200,
+            "alive while not ready"
+        );
+    }
+    await_ready(server.addr(), 200, Duration::from_secs(5));
+
+    // Killed, then back on the same port.
+    redis.kill9();
+    let took = await_ready(server.addr(), 503, Duration::from_secs(5));
+    assert!(took < Duration::from_secs(1), "503 only after {took:?}");
+    redis.restart(None);
+    await_ready(server.addr(), 200, Duration::from_secs(5));
+}
+
+/// The samples of `/metrics`, parsed as Prometheus text, by name and sorted labels.
+fn scrape(addr: &str) -> HashMap<String, f64> {
+    let (status, body) = get(addr, "/metrics");
+    assert_eq!(status, 200, "{body}");
+    let lines = body.lines().map(|l| Ok(l.to_owned()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("/metrics is Prometheus text");
+    let mut samples = HashMap::new();
+    for sample in scrape.samples {
+        let mut labels: Vec<String> = sample
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        labels.sort();
+        let value = match sample.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            prometheus_parse::Value::Histogram(buckets) => {
+                buckets.iter().map(|b| b.count).fold(0.0, f64::max)
+            }
+            prometheus_parse::Value::Summary(_) => continue,
+        };
+        samples.insert(format!("{}{{{}}}", sample.metric, labels.join(",")), value);
+    }
+    samples
+}
+
+fn value(samples: &HashMap<String, f64>, key: &str) -> f64 {
+    *samples
+        .get(key)
+        .unwrap_or_else(|| panic!("no {key} in /metrics: {samples:?}"))
+}
+
+/// Scrapes until `key` reaches `at_least` (counters move as the server gets to them).
+fn await_metric(addr: &str, key: &str, at_least: f64) -> HashMap<String, f64> {
+    let started = Instant::now();
+    loop {
+        let samples = scrape(addr);
+        if samples.get(key).is_some_and(|v| *v >= at_least) {
+            return samples;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{key} did not reach {at_least}: {samples:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn metrics_move_as_a_faye_client_joins_publishes_and_leaves() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let server = PresenceServer::start(&["--redis", url.as_str()]);
+    let addr = server.addr();
+    let before = scrape(addr);
+    for name in [
+        "bayeux_handshakes_total{}",
+        "bayeux_messages_published_total{}",
+        "presence_local_members{}",
+        "presence_events_relayed_total{kind=join}",
+        "presence_resyncs_total{}",
+        "presence_touch_failures_total{}",
+        "bayeux_connects_held{transport=websocket}",
+    ] {
+        assert_eq!(value(&before, name), 0.0, "{name} before any client");
+    }
+
+    let channel = unique_channel("metrics");
+    let plain = format!("/plain{}", unique_channel("metrics"));
+    let mut d = Driver::start();
+    d.client("a", &server.url(), Transport::WebSocket);
+    d.client("b", &server.url(), Transport::LongPolling);
+    d.join("a", &channel, "alice", Json::Null);
+    d.join("b", &channel, "bob", Json::Null);
+    d.subscribe("a", &plain, None).expect("a subscribes");
+    d.publish("b", &plain, "hello".into()).expect("b publishes");
+    d.wait_messages("a", &plain, 1);
+    d.wait_messages("a", &channel, 1); // bob's join
+    let joined = await_metric(addr, "presence_local_members{}", 2.0);
+    assert!(value(&joined, "bayeux_handshakes_total{}") >= 2.0);
+    assert!(value(&joined, "bayeux_subscriptions_total{}") >= 3.0);
+    assert!(value(&joined, "bayeux_messages_published_total{}") >= 1.0);
+    assert!(value(&joined, "bayeux_messages_delivered_total{}") >= 2.0);
+    assert!(value(&joined, "presence_events_relayed_total{kind=join}") >= 1.0);
+    assert!(value(&joined, "presence_roster_messages_sent_total{}") >= 1.0);
+    assert!(
+        value(
+            &joined,
+            "redis_command_duration_seconds_count{kind=presence}"
+        ) >= 2.0
+    );
+    assert!(value(&joined, "bayeux_connects_held{transport=websocket}") >= 1.0);
+
+    // A refused subscribe is counted by its code (faye-presence's "No presence id" has none).
+    let refused = d.subscribe("b", &format!("{channel}-x"), None);
+    assert!(refused.is_err(), "{refused:?}");
+    await_metric(addr, "bayeux_errors_total{code=other}", 1.0);
+
+    d.unsubscribe("b", &channel);
+    d.wait_messages("a", &channel, 2); // bob's leave
+    let left = await_metric(addr, "presence_events_relayed_total{kind=leave}", 1.0);
+    assert_eq!(value(&left, "presence_local_members{}"), 1.0);
+    // The last local member's leave: nobody here listens to the channel any more, so the leave is
+    // not relayed, but the membership is gone and the leave was a Redis command.
+    let commands = value(&left, "redis_command_duration_seconds_count{kind=presence}");
+    d.disconnect("a");
+    let started = Instant::now();
+    loop {
+        let gone = scrape(addr);
+        if value(&gone, "presence_local_members{}") == 0.0 {
+            assert!(value(&gone, "redis_command_duration_seconds_count{kind=presence}") > commands);
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{gone:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `faye-presence` this test stops itself, with SIGTERM, by the pid it started.
+struct Terminated {
+    child: Option<Child>,
+    addr: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Terminated {
+    fn start(args: &[&str]) -> Self {
+        module_path();
+        let mut child = Command::new(binary_path())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start faye-presence");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let into = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = into.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            for line in lines.by_ref().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("faye-presence says where it listens");
+        Terminated {
+            child: Some(child),
+            addr,
+            log,
+        }
+    }
+
+    fn sigterm(&self) {
+        let pid = self.child.as_ref().expect("running").id();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the exit, at most `within`; its status.
+    fn wait(&mut self, within: Duration) -> std::process::ExitStatus {
+        let started = Instant::now();
+        let child = self.child.as_mut().expect("running");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                started.elapsed() < within,
+                "still running {within:?} after SIGTERM; log:\n{}",
+                self.log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Terminated {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[test]
+fn sigterm_answers_every_held_connect_and_exits_within_the_drain() {
+    const CLIENTS: usize = 200;
+    const DRAIN_SECS: u64 = 3;
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let drain = DRAIN_SECS.to_string();
+    let mut server = Terminated::start(&[
+        "--redis",
+        url.as_str(),
+        "--drain",
+        drain.as_str(),
+        "--timeout",
+        "30",
+        "--batch-ms",
+        "0",
+    ]);
+    let addr = server.addr.clone();
+    let channel = unique_channel("drain");
+
+    // 200 long-polling clients, each a presence member, each connecting again whenever its connect
+    // is answered (the others' joins answer it with roster messages), until the server is told to
+    // stop: then the answer to the connect it was holding is what this test checks.
+    let terminated = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = mpsc::channel();
+    let mut threads = Vec::new();
+    for i in 0..CLIENTS {
+        let (addr, channel, tx) = (addr.clone(), channel.clone(), tx.clone());
+        let terminated = terminated.clone();
+        threads.push(std::thread::spawn(move || {
+            let client = http::handshake(&addr);
+            http::presence_subscribe(&addr, &client, &channel, &format!("m{i}"));
+            let body = format!(
+                r#"[{{"channel":"/meta/connect","clientId":"{client}","connectionType":"long-polling"}}]"#
+            );
+            for _ in 0..10_000 {
+                let replies = post(&addr, &body);
+                if terminated.load(Ordering::SeqCst) || replies.is_none() {
+                    let _ = tx.send((Instant::now(), replies));
+                    return;
+                }
+            }
+        }));
+    }
+    drop(tx);
+    let started = Instant::now();
+    loop {
+        let held = scrape(&addr)
+            .get("bayeux_connects_held{transport=long-polling}")
+            .copied()
+            .unwrap_or(0.0);
+        if held as usize == CLIENTS {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "only {held} of {CLIENTS} connects held; log:\n{}",
+            server.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let terminated_at = Instant::now();
+    terminated.store(true, Ordering::SeqCst);
+    server.sigterm();
+    let mut answered = 0;
+    for _ in 0..CLIENTS {
+        let (at, replies) = rx
+            .recv_timeout(Duration::from_secs(DRAIN_SECS + 5))
+            .expect("every held connect is answered");
+        let replies = replies.expect("the held connect was answered, not dropped");
+        let reply = http::reply_on(&replies, "/meta/connect");
+        assert_eq!(reply.get("successful").as_bool(), Some(true), "{reply}");
+        assert_eq!(
+            reply.get("advice").get("reconnect").as_str(),
+            Some("retry"),
+            "{reply}"
+        );
+        assert!(
+            at.duration_since(terminated_at) < Duration::from_secs(DRAIN_SECS),
+            "a connect answered {:?} after SIGTERM",
+            at.duration_since(terminated_at)
+        );
+        answered += 1;
+    }
+    assert_eq!(answered, CLIENTS);
+    let status = server.wait(Duration::from_secs(DRAIN_SECS + 1));
+    let log = server.log.lock().unwrap().clone();
+    assert!(status.success(), "exit {status:?}; log:\n{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    assert!(log.contains("shut down"), "{log}");
+    for thread in threads {
+        thread.join().expect("client thread");
+    }
+    // Left to their TTL (no --leave-on-shutdown): every member is still in the roster.
+    let (_, members) =
+        presence_tests::commands::roster(&mut redis.connect(), &format!("presence:{channel}"))
+            .expect("the roster");
+    assert_eq!(members.len(), CLIENTS);
+}
