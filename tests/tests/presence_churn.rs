@@ -97,18 +97,44 @@ fn churn_through_cut_pubsub_connections_ends_with_every_roster_true() {
     });
 }
 
+/// One churn run: start, churn, verify.
 fn churn(setup: Setup) {
-    let Setup {
-        processes,
-        redis_engine,
-        cut_pubsub,
-    } = setup;
+    let mut run = start(setup);
+    let churned = churn_workers(&mut run);
+    verify(run, churned);
+}
+
+/// What every phase shares: the processes, the channel and the observers.
+struct Run {
+    setup: Setup,
+    seed: u64,
+    rng: Rng,
+    redis: RedisServer,
+    servers: Vec<PresenceServer>,
+    channel: String,
+    /// The observers' driver, and each observer with what it was told.
+    obs: Driver,
+    observers: Vec<(String, Observed)>,
+}
+
+/// The end of the churn: the workers as they are left, and what happened on the way.
+struct Churned {
+    workers: Vec<Worker>,
+    drivers: [Driver; 2],
+    rounds: usize,
+    ops: usize,
+    refused: usize,
+}
+
+/// Redis, the processes, and the observers: one per server and transport, in a driver of their own;
+/// they never leave. They all join at once, on a loaded CPU: each one's snapshot crosses the others'
+/// joins, and every one of them must still learn of all the others.
+fn start(setup: Setup) -> Run {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64
         | 1;
-    let mut rng = Rng(seed);
     let redis = RedisServer::start();
     // A short long-poll hold, so frozen clients are timed out within the test.
     let url = redis.url();
@@ -121,17 +147,13 @@ fn churn(setup: Setup) {
         "--batch-ms",
         "50",
     ];
-    if redis_engine {
+    if setup.redis_engine {
         args.extend(["--engine", "redis"]);
     }
-    let servers: Vec<_> = (0..processes)
+    let servers: Vec<_> = (0..setup.processes)
         .map(|_| PresenceServer::start(&args))
         .collect();
     let channel = unique_channel("churn");
-
-    // Observers: one per server and transport, in a driver of their own; they never leave. They all
-    // join at once, on a loaded CPU: each one's snapshot crosses the others' joins, and every one of
-    // them must still learn of all the others.
     let mut obs = Driver::start();
     let mut names = Vec::new();
     for (s, server) in servers.iter().enumerate() {
@@ -150,13 +172,38 @@ fn churn(setup: Setup) {
         let _hogs = CpuHogs::start(2, Duration::from_secs(60));
         obs.join_all(&joins)
     };
-    let mut observers: Vec<(String, Observed)> = names
+    let observers = names
         .into_iter()
         .zip(&replies)
         .map(|(name, reply)| (name, Observed::from_reply(reply)))
         .collect();
+    Run {
+        setup,
+        seed,
+        rng: Rng(seed),
+        redis,
+        servers,
+        channel,
+        obs,
+        observers,
+    }
+}
 
-    // Workers, spread over two drivers (two Node processes running their clients concurrently).
+/// Workers, spread over two drivers (two Node processes running their clients concurrently), take
+/// random steps for [`CHURN`]: every round each picks one, all are sent at once, then all answers
+/// awaited. With `cut_pubsub`, every server's pub/sub connection is cut halfway.
+fn churn_workers(run: &mut Run) -> Churned {
+    let Run {
+        setup,
+        seed,
+        rng,
+        redis,
+        servers,
+        channel,
+        observers,
+        ..
+    } = run;
+    let (seed, processes, cut_pubsub) = (*seed, setup.processes, setup.cut_pubsub);
     let mut drivers = [Driver::start(), Driver::start()];
     let mut workers: Vec<Worker> = (0..WORKERS)
         .map(|i| Worker {
@@ -170,10 +217,8 @@ fn churn(setup: Setup) {
         .collect();
     let mut next_name = 1;
     let started = Instant::now();
-    let mut rounds = 0;
-    let mut ops = 0;
+    let (mut rounds, mut ops, mut refused) = (0, 0, 0);
     let mut cut = !cut_pubsub;
-    let mut refused = 0;
     while started.elapsed() < CHURN {
         rounds += 1;
         if !cut && started.elapsed() > CHURN / 2 {
@@ -181,7 +226,6 @@ fn churn(setup: Setup) {
             let killed = redis.kill_pubsub_connections();
             assert!(killed >= 2, "seed {seed}: {killed} pub/sub connections cut");
         }
-        // Each round: every worker picks a step; all steps are sent at once, then all answers awaited.
         let mut pending = Vec::new();
         for (i, w) in workers.iter_mut().enumerate() {
             let d = &mut drivers[w.driver];
@@ -239,7 +283,7 @@ fn churn(setup: Setup) {
                 // The reply's roster holds the subscriber and every observer, with their data.
                 let members = answer.get("ext").get("presence").get("subscribe");
                 assert_eq!(members.get(&w.id), &data_of(&w.id), "seed {seed}: {answer}");
-                for (name, _) in &observers {
+                for (name, _) in observers.iter() {
                     assert!(
                         members.keys().contains(name),
                         "seed {seed}: {name} missing from {answer}"
@@ -250,9 +294,37 @@ fn churn(setup: Setup) {
             ops += 1;
         }
     }
+    Churned {
+        workers,
+        drivers,
+        rounds,
+        ops,
+        refused,
+    }
+}
 
-    // The known end state: the observers and the ids of workers still present. Frozen clients are
-    // removed by the inactivity timeout (1.6 s) in the meantime.
+/// The known end state (the observers and the ids of workers still present; frozen clients are
+/// removed by the inactivity timeout, 1.6 s, meanwhile): `PRESENCE.ROSTER` reaches it, with every
+/// value right, and so does every observer's roster built from diffs, with no discrepancy on the way.
+fn verify(run: Run, churned: Churned) {
+    let Run {
+        setup,
+        seed,
+        redis,
+        channel,
+        obs,
+        mut observers,
+        // Kept until the end: the processes must serve the observers while they catch up.
+        servers: _servers,
+        ..
+    } = run;
+    let Churned {
+        workers,
+        drivers,
+        rounds,
+        ops,
+        refused,
+    } = churned;
     let mut truth: BTreeSet<String> = observers.iter().map(|(n, _)| n.clone()).collect();
     truth.extend(
         workers
