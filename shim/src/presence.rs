@@ -5,7 +5,7 @@
 //! host's [`Deliver`].
 //!
 //! No roster logic lives here: the module decides who is present; this routes commands, listens to the
-//! event stream, and keeps, per channel, the view every local subscriber was told ([`ChannelView`]).
+//! event stream, and keeps, per channel, the view every local subscriber was told (`view::ChannelView`, private).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
