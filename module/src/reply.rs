@@ -6,7 +6,7 @@
 use std::cell::Cell;
 use std::os::raw::{c_char, c_long};
 
-use presence_roster::Roster;
+use presence_roster::roster::Bytes;
 use redis_module::{raw, Context};
 
 thread_local! {
@@ -91,9 +91,13 @@ impl<'a> Reply<'a> {
     }
 
     /// The roster as a map `{id: data}`.
-    pub fn members(&self, roster: &Roster) -> &Self {
-        self.map(roster.member_count());
-        for (id, data) in roster.members() {
+    pub fn members<'m>(
+        &self,
+        count: usize,
+        members: impl Iterator<Item = (&'m Bytes, &'m Bytes)>,
+    ) -> &Self {
+        self.map(count);
+        for (id, data) in members {
             self.bytes(id).bytes(data);
         }
         self

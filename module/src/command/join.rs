@@ -8,6 +8,7 @@
 //! data changed, ids that left because this client moved to another id, ids that expired on the way,
 //! and with `WITHROSTER` the whole roster after the join.
 
+use presence_roster::roster::Bytes;
 use presence_roster::{EventKind, Op};
 use redis_module::Context;
 
@@ -103,8 +104,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<(), PresenceError> {
     }
     let ttl_us = join.ttl_ms.unwrap_or_else(config::default_ttl_ms) * 1000;
     let hard_cap = u64::try_from(config::max_members()).unwrap_or(0);
-    let reply = Reply::new(ctx);
-    store::change(ctx, args.key()?, Origin::Client, |roster, journal, now| {
+    let outcome = store::change(ctx, args.key()?, Origin::Client, |roster, journal, now| {
         journal.purge(roster, now);
         let members = roster.member_count();
         if !roster.has_member(join.id) {
@@ -123,24 +123,47 @@ pub fn run(ctx: &Context, args: &Args) -> Result<(), PresenceError> {
             deadline: now.saturating_add(ttl_us),
         };
         journal.apply(roster, op);
-        let left: Vec<&[u8]> = journal.ids(EventKind::Leave).collect();
-        let expired: Vec<&[u8]> = journal.ids(EventKind::Expire).collect();
-        reply.map(5 + usize::from(join.with_roster));
-        reply.bytes(b"rev").int(roster.rev());
-        reply
-            .bytes(b"joined")
-            .bool(journal.has(EventKind::Join, join.id));
-        reply
-            .bytes(b"changed")
-            .bool(journal.has(EventKind::Update, join.id));
-        reply.bytes(b"left").list(left.into_iter());
-        reply.bytes(b"expired").list(expired.into_iter());
-        if join.with_roster {
-            reply.bytes(b"roster").members(roster);
-        }
-        Ok(())
+        Ok(Joined {
+            joined: journal.has(EventKind::Join, join.id),
+            changed: journal.has(EventKind::Update, join.id),
+            left: journal.ids(EventKind::Leave).map(<[u8]>::to_vec).collect(),
+            expired: journal.ids(EventKind::Expire).map(<[u8]>::to_vec).collect(),
+            // Shared bytes: a reference count per member, no copy of ids or data.
+            roster: join.with_roster.then(|| {
+                roster
+                    .members()
+                    .map(|(id, data)| (id.clone(), data.clone()))
+                    .collect()
+            }),
+        })
     })?;
+    let joined = outcome.value;
+    let reply = Reply::new(ctx);
+    reply.map(5 + usize::from(joined.roster.is_some()));
+    reply.bytes(b"rev").int(outcome.rev);
+    reply.bytes(b"joined").bool(joined.joined);
+    reply.bytes(b"changed").bool(joined.changed);
+    reply
+        .bytes(b"left")
+        .list(joined.left.iter().map(Vec::as_slice));
+    reply
+        .bytes(b"expired")
+        .list(joined.expired.iter().map(Vec::as_slice));
+    if let Some(roster) = &joined.roster {
+        reply
+            .bytes(b"roster")
+            .members(roster.len(), roster.iter().map(|(id, data)| (id, data)));
+    }
     Ok(())
+}
+
+/// What a join did, for its reply.
+struct Joined {
+    joined: bool,
+    changed: bool,
+    left: Vec<Vec<u8>>,
+    expired: Vec<Vec<u8>>,
+    roster: Option<Vec<(Bytes, Bytes)>>,
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ pub fn run(ctx: &Context, args: &Args) -> Result<(), PresenceError> {
             .bytes(b"rev")
             .int(roster.rev())
             .bytes(b"members")
-            .members(roster),
+            .members(roster.member_count(), roster.members()),
         None => reply.bytes(b"rev").int(0).bytes(b"members").map(0),
     };
     Ok(())
