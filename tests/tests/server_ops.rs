@@ -446,3 +446,26 @@ fn sigterm_answers_every_held_connect_and_exits_within_the_drain() {
             .expect("the roster");
     assert_eq!(members.len(), CLIENTS);
 }
+
+/// The container setup without a Docker engine: `scripts/container-test.sh` builds what the
+/// Dockerfile's build stage builds, runs the Redis stage's command and the server stage's entrypoint
+/// twice with docker-compose.yml's environment, waits on the compose healthcheck (`/readyz`), drives
+/// them with the real Faye client, and stops them as `docker stop` does.
+#[test]
+fn the_container_setup_serves_faye_clients() {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .join("scripts/container-test.sh");
+    let output = Command::new("bash")
+        .arg(&script)
+        .output()
+        .expect("run scripts/container-test.sh");
+    assert!(
+        output.status.success(),
+        "container-test.sh failed ({:?}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
