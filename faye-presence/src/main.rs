@@ -212,7 +212,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
     let engine_url = engine_url(&args.engine, &config);
     let readiness = ops::Readiness::new(&presence_targets, engine_url.as_deref())?;
     let engine = engine(&args.engine, &args.engine_namespace, &config).await?;
-    let (server, presence) = serve(config, bayeux_config, engine).await?;
+    let (server, presence) = presence_shim::serve_on(config, bayeux_config, engine).await?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let address = listener.local_addr()?;
     let mut app = assets::routes(&args.mount, args.static_dir)
@@ -249,29 +249,6 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
     tracing::info!("shut down");
     drop(local);
     Ok(())
-}
-
-/// The Bayeux server with presence, as `presence_shim::serve_on` builds it, keeping the shim for the
-/// shutdown (`--leave-on-shutdown`).
-async fn serve(
-    config: Config,
-    bayeux_config: bayeux::Config,
-    engine: Arc<dyn bayeux::Engine>,
-) -> Result<(bayeux::Server, presence_shim::Presence), Box<dyn std::error::Error + Send + Sync>> {
-    let delivery = Arc::new(presence_shim::extension::LocalDelivery(
-        std::sync::OnceLock::new(),
-    ));
-    let presence = presence_shim::Presence::start(config, delivery.clone()).await?;
-    let server = bayeux::Server::builder()
-        .config(bayeux_config)
-        .engine(engine)
-        .extension(Arc::new(presence_shim::PresenceExtension::new(
-            presence.clone(),
-        )))
-        .build()?;
-    let _ = delivery.0.set(server.clone());
-    server.spawn_sweeper();
-    Ok((server, presence))
 }
 
 /// The Redis URL `--engine` names, if it names one.

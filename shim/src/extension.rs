@@ -143,13 +143,33 @@ impl Extension for PresenceExtension {
     }
 }
 
-/// Delivers roster messages through a `bayeux` server to the members they are addressed to.
-pub struct LocalDelivery(pub std::sync::OnceLock<bayeux::Server>);
+/// Hands roster messages to the members they are addressed to through a `bayeux` server's engine, so
+/// each reaches its member on whichever process that member polls. Holds the server weakly: the server
+/// owns the presence extension, which owns the shim, which owns this; a strong handle here would keep
+/// the server alive from inside itself.
+#[derive(Default)]
+pub struct MemberDelivery(std::sync::OnceLock<bayeux::WeakServer>);
+
+impl MemberDelivery {
+    /// A delivery with no server yet: messages are dropped until [`MemberDelivery::attach`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Delivers through `server` from now on (once; later calls are ignored).
+    pub fn attach(&self, server: &bayeux::Server) {
+        let _ = self.0.set(server.downgrade());
+    }
+
+    fn server(&self) -> Option<bayeux::Server> {
+        self.0.get()?.upgrade()
+    }
+}
 
 #[async_trait]
-impl crate::presence::Deliver for LocalDelivery {
+impl crate::presence::Deliver for MemberDelivery {
     async fn deliver(&self, message: Message, clients: Vec<String>) {
-        let Some(server) = self.0.get() else {
+        let Some(server) = self.server() else {
             return;
         };
         if let Err(error) = server.deliver_to_many(&clients, message).await {
@@ -158,7 +178,7 @@ impl crate::presence::Deliver for LocalDelivery {
     }
 
     async fn is_subscribed(&self, client: &str, channel: &str) -> bool {
-        let Some(server) = self.0.get() else {
+        let Some(server) = self.server() else {
             return true;
         };
         match server.engine().subscriptions(client).await {

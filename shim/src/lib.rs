@@ -65,27 +65,29 @@ pub async fn serve(
     config: Config,
     bayeux_config: bayeux::Config,
 ) -> Result<bayeux::Server, ShimError> {
-    serve_on(config, bayeux_config, Arc::new(bayeux::MemoryEngine::new())).await
+    let (server, _) =
+        serve_on(config, bayeux_config, Arc::new(bayeux::MemoryEngine::new())).await?;
+    Ok(server)
 }
 
 /// Like [`serve`] on the given engine, e.g. a `bayeux_redis::RedisEngine` shared by several server
-/// processes. Roster messages are still addressed to the members that joined through this process,
-/// from Redis' stream (never published by channel through the shared engine, which would deliver them
-/// once per process).
+/// processes, and with the shim too (for a host that leaves every member at shutdown, say). Roster
+/// messages are still addressed to the members that joined through this process, from Redis' stream
+/// (never published by channel through the shared engine, which would deliver them once per process).
 pub async fn serve_on(
     config: Config,
     bayeux_config: bayeux::Config,
     engine: Arc<dyn bayeux::Engine>,
-) -> Result<bayeux::Server, ShimError> {
-    let delivery = Arc::new(extension::LocalDelivery(std::sync::OnceLock::new()));
+) -> Result<(bayeux::Server, Presence), ShimError> {
+    let delivery = Arc::new(extension::MemberDelivery::new());
     let presence = Presence::start(config, delivery.clone()).await?;
     let server = bayeux::Server::builder()
         .config(bayeux_config)
         .engine(engine)
-        .extension(Arc::new(PresenceExtension::new(presence)))
+        .extension(Arc::new(PresenceExtension::new(presence.clone())))
         .build()
         .map_err(|e| ShimError::Config(e.to_string()))?;
-    let _ = delivery.0.set(server.clone());
+    delivery.attach(&server);
     server.spawn_sweeper();
-    Ok(server)
+    Ok((server, presence))
 }
