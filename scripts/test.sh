@@ -7,6 +7,8 @@ scripts/prerequisites.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The shim's core builds without our Bayeux server, for other Rust Bayeux servers.
+cargo clippy -p presence-shim --no-default-features --lib --quiet -- -D warnings
 
 log=$(mktemp -t presence-test-XXXXXX.log)
 trap 'rm -f "$log"' EXIT

@@ -6,13 +6,15 @@
 //! - Unsubscribe, disconnect and timeout events: [`Presence::unsubscribe`].
 //! - Deliveries on presence channels pass [`Presence::admits`] (a filter: the shared fan-out stays).
 //! - Clients may not publish on presence channels, nor subscribe to them with wildcards.
+//! - [`MemberDelivery`]: the core's [`RosterMessage`]s, as `bayeux` messages, to their members.
 
 use async_trait::async_trait;
-use bayeux::{Context, Direction, Event, Extension, Message};
+use bayeux::{Context, Direction, Event, Extension, Message, SharedExt};
 use serde_json::Value;
 
 use crate::error::ShimError;
-use crate::presence::Presence;
+use crate::message::RosterMessage;
+use crate::presence::{Presence, Subscribed};
 
 /// Presence as a Bayeux extension.
 pub struct PresenceExtension {
@@ -52,6 +54,36 @@ fn subscription_count(message: &Message) -> usize {
     }
 }
 
+/// The revision of a roster message, if `message` is one (its `ext.presence.rev`).
+pub fn rev_of(message: &Message) -> Option<u64> {
+    message.ext.as_ref()?.get("presence")?.get("rev")?.as_u64()
+}
+
+/// A roster message of the core as a `bayeux` message.
+pub fn to_message(roster: RosterMessage) -> Message {
+    let ext = roster.ext();
+    let mut message = Message::publish(roster.channel, roster.data);
+    message.ext = Some(ext);
+    message
+}
+
+/// Puts a subscribe's presence into its reply's `ext`, keeping what else the `ext` holds; the roster
+/// goes in as shared bytes ([`bayeux::SharedExt`]), serialized once per revision for every reply.
+fn put_into(subscribed: Subscribed, reply: &mut Message) {
+    let ext = reply
+        .ext
+        .get_or_insert_with(|| Value::Object(Default::default()));
+    if !ext.is_object() {
+        *ext = Value::Object(Default::default());
+    }
+    if let Value::Object(ext) = ext {
+        ext.insert("presence".into(), subscribed.presence);
+    }
+    reply.ext_shared = subscribed
+        .roster
+        .map(|roster| SharedExt::new("presence", "subscribe", roster));
+}
+
 fn reject(mut message: Message, error: ShimError, channel: &str) -> Message {
     message.error = Some(error.to_bayeux(channel));
     message
@@ -66,7 +98,10 @@ impl Extension for PresenceExtension {
     }
 
     fn admits_delivery(&self, message: &Message, client_id: Option<&str>) -> bool {
-        client_id.is_none_or(|client| self.presence.admits(client, message))
+        client_id.is_none_or(|client| {
+            self.presence
+                .admits(client, &message.channel, rev_of(message))
+        })
     }
 
     async fn incoming(
@@ -118,7 +153,7 @@ impl Extension for PresenceExtension {
                     .await
                 {
                     Ok(subscribed) => {
-                        subscribed.put_into(&mut message);
+                        put_into(subscribed, &mut message);
                         Ok(Some(message))
                     }
                     Err(error) => {
@@ -168,11 +203,11 @@ impl MemberDelivery {
 
 #[async_trait]
 impl crate::presence::Deliver for MemberDelivery {
-    async fn deliver(&self, message: Message, clients: Vec<String>) {
+    async fn deliver(&self, message: RosterMessage, clients: Vec<String>) {
         let Some(server) = self.server() else {
             return;
         };
-        if let Err(error) = server.deliver_to_many(&clients, message).await {
+        if let Err(error) = server.deliver_to_many(&clients, to_message(message)).await {
             tracing::warn!(%error, "a roster message could not be delivered");
         }
     }

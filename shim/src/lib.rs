@@ -13,10 +13,13 @@
 //! # Layout
 //! Public, for hosts:
 //! - [`presence`]: [`Presence`], the server-agnostic core: subscribe → join, unsubscribe → leave,
-//!   the per-channel views, the relay and the touch loop. Talks to a host through [`Deliver`]; a
-//!   roster message's revision is [`rev_of`], the server a channel lives on [`shard_of`].
-//! - [`extension`]: [`PresenceExtension`], the adapter for the `bayeux` server; [`serve`] and
-//!   [`serve_on`] build such a server.
+//!   the per-channel views, the relay and the touch loop. Talks to a host through [`Deliver`], which
+//!   it hands its own [`RosterMessage`]s; the server a channel lives on is [`shard_of`]. The core
+//!   does not link our Bayeux server: another Rust Bayeux server uses it with
+//!   `default-features = false`.
+//! - `extension` (feature `bayeux`, on by default): `PresenceExtension`, the adapter for the `bayeux`
+//!   server, which turns roster messages into its messages (`rev_of` reads one's revision back);
+//!   `serve` and `serve_on` build such a server.
 //! - [`config`], [`error`], [`identity`]: [`Config`], [`ShimError`], and the signed identities a
 //!   host's backend issues.
 //!
@@ -34,6 +37,7 @@
 // Public: what a host configures, implements or calls. The rest is how the shim does it, free to change.
 pub mod config;
 pub mod error;
+#[cfg(feature = "bayeux")]
 pub mod extension;
 pub mod identity;
 pub mod presence;
@@ -50,15 +54,18 @@ pub(crate) mod store;
 pub(crate) mod stream;
 pub(crate) mod view;
 
+#[cfg(feature = "bayeux")]
 use std::sync::Arc;
 
 pub use config::{Config, ValueMode};
 pub use error::ShimError;
-pub use extension::PresenceExtension;
-pub use message::rev_of;
+#[cfg(feature = "bayeux")]
+pub use extension::{rev_of, PresenceExtension};
+pub use message::RosterMessage;
 pub use presence::{Deliver, Presence, Subscribed};
 pub use route::shard_of;
 
+#[cfg(feature = "bayeux")]
 /// Builds a `bayeux` server with presence on the in-memory engine (one process): starts the shim,
 /// registers its extension and its sweeper.
 pub async fn serve(
@@ -70,6 +77,7 @@ pub async fn serve(
     Ok(server)
 }
 
+#[cfg(feature = "bayeux")]
 /// Like [`serve`] on the given engine, e.g. a `bayeux_redis::RedisEngine` shared by several server
 /// processes, and with the shim too (for a host that leaves every member at shutdown, say). Roster
 /// messages are still addressed to the members that joined through this process, from Redis' stream

@@ -6,10 +6,36 @@
 //! clients never look at: `rev`, the last revision it covers, and `from`, the first (a client whose
 //! revision is below `from - 1` missed something).
 
-use bayeux::Message;
 use presence_roster::{Event, EventKind};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
+
+/// A roster message as the core hands it to its host, which turns it into its server's message (for
+/// `bayeux`, the adapter in `extension`): the presence channel, faye-presence's `data`, and the
+/// revisions that ride in `ext.presence`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RosterMessage {
+    /// The presence channel.
+    pub channel: String,
+    /// `{subscribe: {id: value, ...}, unsubscribe: {id: null, ...}}`, or `{count: n}` on a count-only
+    /// channel.
+    pub data: Value,
+    /// The last revision the message covers.
+    pub rev: u64,
+    /// The first, when the message covers a run (a batch): a member whose roster is at `r` missed
+    /// something only if `from > r + 1`.
+    pub from: Option<u64>,
+}
+
+impl RosterMessage {
+    /// The message's `ext`: `{presence: {rev[, from]}}`.
+    pub fn ext(&self) -> Value {
+        match self.from {
+            Some(from) => json!({ "presence": { "rev": self.rev, "from": from } }),
+            None => json!({ "presence": { "rev": self.rev } }),
+        }
+    }
+}
 
 /// A stored member value (JSON text written by the shim) as JSON; bytes that are not JSON (written by
 /// hand with `redis-cli`, say) come out as a string rather than being dropped.
@@ -26,7 +52,7 @@ pub fn id_of(bytes: &[u8]) -> String {
 /// The roster message for one event on `channel`: faye-presence's own message, which the tests hold
 /// [`net_message`] of one event to (the relay sends only net messages).
 #[cfg(test)]
-pub fn roster_message(channel: &str, event: &Event) -> Message {
+pub fn roster_message(channel: &str, event: &Event) -> RosterMessage {
     let mut entry = Map::new();
     let data = match event.kind {
         EventKind::Join | EventKind::Update => {
@@ -41,18 +67,19 @@ pub fn roster_message(channel: &str, event: &Event) -> Message {
             json!({ "unsubscribe": entry })
         }
     };
-    let mut message = Message::default();
-    message.channel = channel.to_owned();
-    message.data = Some(data);
-    message.ext = Some(json!({ "presence": { "rev": event.rev } }));
-    message
+    RosterMessage {
+        channel: channel.to_owned(),
+        data,
+        rev: event.rev,
+        from: None,
+    }
 }
 
 /// One message for a run of events (in `rev` order) to members who knew the roster as of `from - 1`:
 /// each id's net change over the run. An id that appears and leaves again is not mentioned; one that
 /// leaves and comes back is a `subscribe` with its latest value. `None` when nothing changed on the
 /// whole (the member is then told nothing, and its next message's `from` still follows what it knew).
-pub fn net_message(channel: &str, events: &[Event], from: u64) -> Option<Message> {
+pub fn net_message(channel: &str, events: &[Event], from: u64) -> Option<RosterMessage> {
     let last = events.last()?;
     // Per id, in order of first mention: whether it was a member before the run, and its last event.
     let mut order: Vec<&[u8]> = Vec::new();
@@ -89,16 +116,12 @@ pub fn net_message(channel: &str, events: &[Event], from: u64) -> Option<Message
     if data.is_empty() {
         return None;
     }
-    let mut message = Message::default();
-    message.channel = channel.to_owned();
-    message.data = Some(Value::Object(data));
-    message.ext = Some(json!({ "presence": { "rev": last.rev, "from": from } }));
-    Some(message)
-}
-
-/// The revision of a roster message, if `message` is one.
-pub fn rev_of(message: &Message) -> Option<u64> {
-    message.ext.as_ref()?.get("presence")?.get("rev")?.as_u64()
+    Some(RosterMessage {
+        channel: channel.to_owned(),
+        data: Value::Object(data),
+        rev: last.rev,
+        from: Some(from),
+    })
 }
 
 /// A roster `{id: value}` as JSON (the view keeps its own JSON copy; this is the tests' reference).
@@ -128,9 +151,9 @@ mod tests {
         assert_eq!(message.channel, "/presence/r");
         assert_eq!(
             message.data,
-            Some(json!({"subscribe": {"ann": {"name": "Ann é"}}}))
+            json!({"subscribe": {"ann": {"name": "Ann é"}}})
         );
-        assert_eq!(rev_of(&message), Some(42));
+        assert_eq!(message.ext(), json!({"presence": {"rev": 42}}));
 
         let leave = Event {
             rev: 43,
@@ -140,7 +163,7 @@ mod tests {
         };
         assert_eq!(
             roster_message("/presence/r", &leave).data,
-            Some(json!({"unsubscribe": {"ann": null}}))
+            json!({"unsubscribe": {"ann": null}})
         );
     }
 
@@ -168,13 +191,9 @@ mod tests {
         let message = net_message("/presence/r", &events, 10).unwrap();
         assert_eq!(
             message.data,
-            Some(json!({"subscribe": {"ann": 5, "dan": 4}, "unsubscribe": {"cat": null}}))
+            json!({"subscribe": {"ann": 5, "dan": 4}, "unsubscribe": {"cat": null}})
         );
-        assert_eq!(
-            message.ext,
-            Some(json!({"presence": {"rev": 16, "from": 10}}))
-        );
-        assert_eq!(rev_of(&message), Some(16));
+        assert_eq!(message.ext(), json!({"presence": {"rev": 16, "from": 10}}));
     }
 
     #[test]

@@ -11,7 +11,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 
 use async_trait::async_trait;
-use bayeux::{Message, SharedExt};
 use presence_client::JoinOptions;
 use presence_roster::Event;
 use serde_json::value::RawValue;
@@ -21,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 use crate::claim::Claim;
 use crate::config::Config;
 use crate::error::ShimError;
-use crate::message::{net_message, rev_of};
+use crate::message::{net_message, RosterMessage};
 use crate::store::{PresenceStore, Store};
 use crate::stream::{EventStream, RedisStreams, StreamSink};
 use crate::view::ChannelView;
@@ -34,7 +33,7 @@ use crate::view::ChannelView;
 pub trait Deliver: Send + Sync + 'static {
     /// Delivers `message` to each of `clients` (members of `message.channel` whose snapshot does
     /// not have it yet).
-    async fn deliver(&self, message: Message, clients: Vec<String>);
+    async fn deliver(&self, message: RosterMessage, clients: Vec<String>);
 
     /// Whether `client` is still subscribed to `channel` in the host. With an engine that several
     /// processes share, a client that joined here may be unsubscribed or removed by another process;
@@ -58,7 +57,7 @@ pub struct Subscribed {
 
 impl Subscribed {
     /// `ext.presence` as one JSON value, the roster parsed back (for hosts and tests that want a value;
-    /// a Bayeux reply takes [`Subscribed::put_into`], which copies no member).
+    /// the `bayeux` adapter shares the serialized roster instead, copying no member).
     pub fn to_value(&self) -> Value {
         let mut presence = self.presence.clone();
         if let (Value::Object(fields), Some(roster)) = (&mut presence, &self.roster) {
@@ -66,22 +65,6 @@ impl Subscribed {
             fields.insert("subscribe".into(), roster);
         }
         presence
-    }
-
-    /// Puts it into `reply`'s `ext`, keeping what else the `ext` holds.
-    pub fn put_into(self, reply: &mut Message) {
-        let ext = reply
-            .ext
-            .get_or_insert_with(|| Value::Object(Default::default()));
-        if !ext.is_object() {
-            *ext = Value::Object(Default::default());
-        }
-        if let Value::Object(ext) = ext {
-            ext.insert("presence".into(), self.presence);
-        }
-        reply.ext_shared = self
-            .roster
-            .map(|roster| SharedExt::new("presence", "subscribe", roster));
     }
 }
 
@@ -126,7 +109,7 @@ impl Channel {
     /// one message, the net change of the events after what it knows (its snapshot, or the last
     /// message it was sent). Members who know the same get the same message, built once: normally all
     /// of them, and a few that joined during the run.
-    fn address(&mut self, channel: &str, run: &[Event]) -> Vec<(Message, Vec<String>)> {
+    fn address(&mut self, channel: &str, run: &[Event]) -> Vec<(RosterMessage, Vec<String>)> {
         if self.count_only {
             return self.address_count(channel, run);
         }
@@ -159,7 +142,7 @@ impl Channel {
     /// On a count-only channel, one `{count: n}` message to the members told another count: the
     /// count the view has now (it may be ahead of the run; the members are then told up to there, and
     /// the events between are not news to them).
-    fn address_count(&mut self, channel: &str, run: &[Event]) -> Vec<(Message, Vec<String>)> {
+    fn address_count(&mut self, channel: &str, run: &[Event]) -> Vec<(RosterMessage, Vec<String>)> {
         let Some(last) = run.last().map(|e| e.rev) else {
             return Vec::new();
         };
@@ -182,12 +165,13 @@ impl Channel {
 }
 
 /// The count-only message: `{count: n}`, with the revision it is true at.
-fn count_message(channel: &str, count: usize, rev: u64) -> Message {
-    let mut message = Message::default();
-    message.channel = channel.to_owned();
-    message.data = Some(json!({ "count": count }));
-    message.ext = Some(json!({ "presence": { "rev": rev } }));
-    message
+fn count_message(channel: &str, count: usize, rev: u64) -> RosterMessage {
+    RosterMessage {
+        channel: channel.to_owned(),
+        data: json!({ "count": count }),
+        rev,
+        from: None,
+    }
 }
 
 struct Membership {
@@ -425,20 +409,21 @@ impl Presence {
         }
     }
 
-    /// Whether a delivery to `client` should go out: roster messages already in the client's snapshot,
-    /// or arriving before it has one, are held back. Roster messages are addressed to members only (a
-    /// client subscribed to `/**` never gets one), so a client this process does not know is a member
-    /// that joined through another process and polls this one: its roster message was addressed to it
-    /// there, with that process's snapshot check, and goes out.
-    pub fn admits(&self, client: &str, message: &Message) -> bool {
-        if !self.inner.config.is_presence_channel(&message.channel) {
+    /// Whether a delivery on `channel` to `client`, a roster message at `rev` (`None`: not one),
+    /// should go out: roster messages already in the client's snapshot, or arriving before it has one,
+    /// are held back. Roster messages are addressed to members only (a client subscribed to `/**`
+    /// never gets one), so a client this process does not know is a member that joined through another
+    /// process and polls this one: its roster message was addressed to it there, with that process's
+    /// snapshot check, and goes out.
+    pub fn admits(&self, client: &str, channel: &str, rev: Option<u64>) -> bool {
+        if !self.inner.config.is_presence_channel(channel) {
             return true;
         }
-        let Some(rev) = rev_of(message) else {
+        let Some(rev) = rev else {
             return true;
         };
         let state = self.inner.state();
-        match state.membership(client, &message.channel) {
+        match state.membership(client, channel) {
             Some(Membership {
                 seen: Some(seen), ..
             }) => rev > *seen,
@@ -829,18 +814,13 @@ mod tests {
         }
     }
 
-    fn sorted(mut addressed: Vec<(Message, Vec<String>)>) -> Vec<(Value, u64, Vec<String>)> {
+    fn sorted(mut addressed: Vec<(RosterMessage, Vec<String>)>) -> Vec<(Value, u64, Vec<String>)> {
         for (_, clients) in &mut addressed {
             clients.sort();
         }
         let mut out: Vec<_> = addressed
             .into_iter()
-            .map(|(m, clients)| {
-                let from = m.ext.as_ref().unwrap()["presence"]["from"]
-                    .as_u64()
-                    .unwrap();
-                (m.data.unwrap(), from, clients)
-            })
+            .map(|(m, clients)| (m.data, m.from.unwrap(), clients))
             .collect();
         out.sort_by_key(|(_, from, _)| *from);
         out
@@ -906,8 +886,8 @@ mod tests {
         assert_eq!(got.len(), 1, "one message for everyone told the same");
         let (message, mut clients) = got.into_iter().next().unwrap();
         clients.sort();
-        assert_eq!(message.data, Some(json!({"count": 1})));
-        assert_eq!(message.ext, Some(json!({"presence": {"rev": 6}})));
+        assert_eq!(message.data, json!({"count": 1}));
+        assert_eq!(message.ext(), json!({"presence": {"rev": 6}}));
         assert_eq!(clients, ["a", "b"], "nothing for a member still joining");
         // A join and a leave that cancel out: the count did not change, nobody is told.
         let run = vec![event(7, Join, "z"), event(8, Expire, "z")];

@@ -9,22 +9,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bayeux::Message;
 use serde_json::{json, Value};
 
 use crate::memory::MemoryStore;
-use crate::message::rev_of;
+use crate::message::RosterMessage;
 use crate::{Config, Deliver, Presence, ShimError};
 
 /// The host: records every roster message with the members it is addressed to.
 #[derive(Default)]
 struct Host {
-    delivered: Mutex<Vec<(Message, Vec<String>)>>,
+    delivered: Mutex<Vec<(RosterMessage, Vec<String>)>>,
 }
 
 #[async_trait]
 impl Deliver for Host {
-    async fn deliver(&self, message: Message, clients: Vec<String>) {
+    async fn deliver(&self, message: RosterMessage, clients: Vec<String>) {
         self.delivered.lock().unwrap().push((message, clients));
     }
 }
@@ -63,14 +62,14 @@ impl Member {
             if !clients.contains(&self.client) {
                 continue;
             }
-            let rev = rev_of(message).expect("roster messages carry their revision");
+            let rev = message.rev;
             assert!(
                 rev > self.rev || self.revisions_restart,
                 "{}: a message at {rev} is already in its snapshot at {}",
                 self.client,
                 self.rev
             );
-            let data = message.data.as_ref().expect("data");
+            let data = &message.data;
             for id in data["subscribe"].as_object().into_iter().flatten() {
                 ids.insert(id.0.clone());
             }
