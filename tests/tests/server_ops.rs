@@ -1,7 +1,8 @@
 //! Operating `faye-presence`: `/readyz` follows the presence Redis (503 within a second of it
 //! stopping, 200 again when it is back), `/metrics` is Prometheus text whose counters move as a real
 //! Faye client joins, publishes and leaves, and SIGTERM with 200 clients holding connects answers
-//! every one of them and exits within the drain time, without a panic.
+//! every one of them and exits within the drain time, without a panic; with `--leave-on-shutdown` its
+//! WebSocket members leave at once.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -445,6 +446,71 @@ fn sigterm_answers_every_held_connect_and_exits_within_the_drain() {
         presence_tests::commands::roster(&mut redis.connect(), &format!("presence:{channel}"))
             .expect("the roster");
     assert_eq!(members.len(), CLIENTS);
+}
+
+/// With `--leave-on-shutdown`, SIGTERM leaves every member this process holds before it exits: 20 real
+/// Faye clients on WebSocket (the Faye default) are gone from Redis at once, not after their TTL, and a
+/// member on another process hears each one leave. The drain closes their sockets; the process exits
+/// within the drain time without a panic.
+#[test]
+fn sigterm_with_leave_on_shutdown_leaves_the_websocket_members_at_once() {
+    const CLIENTS: usize = 20;
+    const DRAIN_SECS: u64 = 3;
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let drain = DRAIN_SECS.to_string();
+    let mut server = Terminated::start(&[
+        "--redis",
+        url.as_str(),
+        "--drain",
+        drain.as_str(),
+        "--leave-on-shutdown",
+        "--ttl",
+        "30",
+    ]);
+    let other = PresenceServer::start(&["--redis", url.as_str()]);
+    let channel = unique_channel("leave-on-shutdown");
+    let mut observer = Driver::start();
+    observer.client("obs", &other.url(), Transport::LongPolling);
+    observer.join("obs", &channel, "observer", Json::Null);
+    let mut members = Driver::start();
+    let url = format!("http://{}/faye", server.addr);
+    for i in 0..CLIENTS {
+        let name = format!("m{i}");
+        members.client(&name, &url, Transport::WebSocket);
+        members.join(&name, &channel, &name, Json::Null);
+    }
+    let key = format!("presence:{channel}");
+    let (_, before) =
+        presence_tests::commands::roster(&mut redis.connect(), &key).expect("the roster");
+    assert_eq!(before.len(), CLIENTS + 1);
+
+    server.sigterm();
+    let status = server.wait(Duration::from_secs(DRAIN_SECS + 2));
+    let log = server.log.lock().unwrap().clone();
+    assert!(status.success(), "exit {status:?}; log:\n{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    // Gone before the process was: no TTL to wait for.
+    let (_, after) =
+        presence_tests::commands::roster(&mut redis.connect(), &key).expect("the roster");
+    let left: Vec<String> = after
+        .keys()
+        .map(|id| String::from_utf8_lossy(id).into_owned())
+        .collect();
+    assert_eq!(left, ["observer"], "log:\n{log}");
+    // And the member on the other process heard each of them leave.
+    observer.wait_events(
+        "20 leaves told to the observer",
+        Duration::from_secs(20),
+        |events| {
+            let mut gone = std::collections::BTreeSet::new();
+            for m in presence_tests::presence_server::messages_in(events, "obs", &channel) {
+                gone.extend(m.get("data").get("unsubscribe").keys());
+            }
+            (gone.len() == CLIENTS).then_some(())
+        },
+    );
+    assert!(observer.faults().is_empty(), "{:?}", observer.faults());
 }
 
 /// The container setup without a Docker engine: `scripts/container-test.sh` builds what the
