@@ -5,15 +5,15 @@
 //! WebSocket members leave at once.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use presence_tests::presence_server::{binary_path, http, Driver, Json, PresenceServer, Transport};
-use presence_tests::{module_path, unique_channel, RedisServer};
+use presence_tests::presence_server::{http, Driver, Json, PresenceServer, Transport};
+use presence_tests::{unique_channel, RedisServer};
 
 /// A GET on the server; the status and the body.
 fn get(addr: &str, path: &str) -> (u16, String) {
@@ -36,58 +36,7 @@ fn get(addr: &str, path: &str) -> (u16, String) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status in {head:?}"));
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        unchunk(body)
-    } else {
-        body.to_owned()
-    };
-    (status, body)
-}
-
-/// A Bayeux POST; `None` if the connection closed without an answer.
-fn post(addr: &str, body: &str) -> Option<Vec<Json>> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("set timeout");
-    let request = format!(
-        "POST /faye HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).ok()?;
-    let response = String::from_utf8_lossy(&response).into_owned();
-    let (head, payload) = response.split_once("\r\n\r\n")?;
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{payload}");
-    let payload = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        unchunk(payload)
-    } else {
-        payload.to_owned()
-    };
-    match Json::parse(&payload) {
-        Ok(Json::Arr(items)) => Some(items),
-        other => panic!("not a Bayeux reply array: {other:?}"),
-    }
-}
-
-fn unchunk(mut rest: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let size = usize::from_str_radix(size.trim(), 16).expect("a chunk size");
-        if size == 0 {
-            break;
-        }
-        out.push_str(&after[..size]);
-        rest = &after[size + 2..];
-    }
-    out
+    (status, http::response_body(head, body))
 }
 
 /// Waits until `/readyz` answers `status`; how long it took.
@@ -261,90 +210,13 @@ fn metrics_move_as_a_faye_client_joins_publishes_and_leaves() {
     }
 }
 
-/// A `faye-presence` this test stops itself, with SIGTERM, by the pid it started.
-struct Terminated {
-    child: Option<Child>,
-    addr: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Terminated {
-    fn start(args: &[&str]) -> Self {
-        module_path();
-        let mut child = Command::new(binary_path())
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start faye-presence");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr");
-        let into = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut log = into.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            for line in lines.by_ref().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(addr.trim().to_owned());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("faye-presence says where it listens");
-        Terminated {
-            child: Some(child),
-            addr,
-            log,
-        }
-    }
-
-    fn sigterm(&self) {
-        let pid = self.child.as_ref().expect("running").id();
-        let status = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
-    }
-
-    /// Waits for the exit, at most `within`; its status.
-    fn wait(&mut self, within: Duration) -> std::process::ExitStatus {
-        let started = Instant::now();
-        let child = self.child.as_mut().expect("running");
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                return status;
-            }
-            assert!(
-                started.elapsed() < within,
-                "still running {within:?} after SIGTERM; log:\n{}",
-                self.log.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Terminated {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// Waits (at most `within`) for a server told to stop to exit, with status 0 and no panic; its log.
+fn exits_cleanly(server: &mut PresenceServer, within: Duration) -> String {
+    let status = server.wait_exit(within);
+    let log = server.log();
+    assert!(status.success(), "exit {status:?}; log:\n{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    log
 }
 
 #[test]
@@ -354,17 +226,20 @@ fn sigterm_answers_every_held_connect_and_exits_within_the_drain() {
     let redis = RedisServer::start();
     let url = redis.url();
     let drain = DRAIN_SECS.to_string();
-    let mut server = Terminated::start(&[
-        "--redis",
-        url.as_str(),
-        "--drain",
-        drain.as_str(),
-        "--timeout",
-        "30",
-        "--batch-ms",
-        "0",
-    ]);
-    let addr = server.addr.clone();
+    let mut server = PresenceServer::start_logging(
+        &[
+            "--redis",
+            url.as_str(),
+            "--drain",
+            drain.as_str(),
+            "--timeout",
+            "30",
+            "--batch-ms",
+            "0",
+        ],
+        "info",
+    );
+    let addr = server.addr().to_owned();
     let channel = unique_channel("drain");
 
     // 200 long-polling clients, each a presence member, each connecting again whenever its connect
@@ -383,7 +258,7 @@ fn sigterm_answers_every_held_connect_and_exits_within_the_drain() {
                 r#"[{{"channel":"/meta/connect","clientId":"{client}","connectionType":"long-polling"}}]"#
             );
             for _ in 0..10_000 {
-                let replies = post(&addr, &body);
+                let replies = http::try_bayeux_post(&addr, &body, Duration::from_secs(60)).ok();
                 if terminated.load(Ordering::SeqCst) || replies.is_none() {
                     let _ = tx.send((Instant::now(), replies));
                     return;
@@ -404,7 +279,7 @@ fn sigterm_answers_every_held_connect_and_exits_within_the_drain() {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "only {held} of {CLIENTS} connects held; log:\n{}",
-            server.log.lock().unwrap()
+            server.log()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -433,10 +308,7 @@ fn sigterm_answers_every_held_connect_and_exits_within_the_drain() {
         answered += 1;
     }
     assert_eq!(answered, CLIENTS);
-    let status = server.wait(Duration::from_secs(DRAIN_SECS + 1));
-    let log = server.log.lock().unwrap().clone();
-    assert!(status.success(), "exit {status:?}; log:\n{log}");
-    assert!(!log.contains("panicked"), "{log}");
+    let log = exits_cleanly(&mut server, Duration::from_secs(DRAIN_SECS + 1));
     assert!(log.contains("shut down"), "{log}");
     for thread in threads {
         thread.join().expect("client thread");
@@ -459,22 +331,25 @@ fn sigterm_with_leave_on_shutdown_leaves_the_websocket_members_at_once() {
     let redis = RedisServer::start();
     let url = redis.url();
     let drain = DRAIN_SECS.to_string();
-    let mut server = Terminated::start(&[
-        "--redis",
-        url.as_str(),
-        "--drain",
-        drain.as_str(),
-        "--leave-on-shutdown",
-        "--ttl",
-        "30",
-    ]);
+    let mut server = PresenceServer::start_logging(
+        &[
+            "--redis",
+            url.as_str(),
+            "--drain",
+            drain.as_str(),
+            "--leave-on-shutdown",
+            "--ttl",
+            "30",
+        ],
+        "info",
+    );
     let other = PresenceServer::start(&["--redis", url.as_str()]);
     let channel = unique_channel("leave-on-shutdown");
     let mut observer = Driver::start();
     observer.client("obs", &other.url(), Transport::LongPolling);
     observer.join("obs", &channel, "observer", Json::Null);
     let mut members = Driver::start();
-    let url = format!("http://{}/faye", server.addr);
+    let url = server.url();
     for i in 0..CLIENTS {
         let name = format!("m{i}");
         members.client(&name, &url, Transport::WebSocket);
@@ -486,10 +361,7 @@ fn sigterm_with_leave_on_shutdown_leaves_the_websocket_members_at_once() {
     assert_eq!(before.len(), CLIENTS + 1);
 
     server.sigterm();
-    let status = server.wait(Duration::from_secs(DRAIN_SECS + 2));
-    let log = server.log.lock().unwrap().clone();
-    assert!(status.success(), "exit {status:?}; log:\n{log}");
-    assert!(!log.contains("panicked"), "{log}");
+    let log = exits_cleanly(&mut server, Duration::from_secs(DRAIN_SECS + 2));
     // Gone before the process was: no TTL to wait for.
     let (_, after) =
         presence_tests::commands::roster(&mut redis.connect(), &key).expect("the roster");

@@ -9,33 +9,47 @@ use super::Json;
 
 /// POSTs a batch of Bayeux messages to `http://addr/faye` and returns the decoded reply array.
 pub fn bayeux_post(addr: &str, body: &str) -> Vec<Json> {
-    let mut stream = TcpStream::connect(addr).expect("connect to the server");
+    try_bayeux_post(addr, body, Duration::from_secs(30)).unwrap_or_else(|why| panic!("{why}"))
+}
+
+/// [`bayeux_post`] for a server that may be going away: `Err` says why there was no answer (the
+/// connection refused, or closed before a response). An answer that is not a `200` with a Bayeux reply
+/// array still fails the test.
+pub fn try_bayeux_post(
+    addr: &str,
+    body: &str,
+    read_timeout: Duration,
+) -> Result<Vec<Json>, String> {
+    let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect to the server: {e}"))?;
     stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
+        .set_read_timeout(Some(read_timeout))
         .expect("set timeout");
     let request = format!(
         "POST /faye HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    stream.write_all(request.as_bytes()).expect("send request");
-    let mut response = String::new();
     stream
-        .read_to_string(&mut response)
-        .expect("read the response");
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("send request: {e}"))?;
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .map_err(|e| format!("read the response: {e}"))?;
+    let response = String::from_utf8_lossy(&response);
     let (head, payload) = response
         .split_once("\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP body in {response:?}"));
+        .ok_or_else(|| format!("no HTTP body in {response:?}"))?;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{payload}");
     let payload = &response_body(head, payload);
     match Json::parse(payload) {
-        Ok(Json::Arr(items)) => items,
+        Ok(Json::Arr(items)) => Ok(items),
         other => panic!("not a Bayeux reply array: {other:?} from {payload}"),
     }
 }
 
 /// The body of an HTTP/1.1 response: as sent, or put together from its chunks when the server sent it
 /// chunked (subscribe replies are: the server lowers their fence only once they are written).
-fn response_body(head: &str, body: &str) -> String {
+pub fn response_body(head: &str, body: &str) -> String {
     if !head
         .to_ascii_lowercase()
         .contains("transfer-encoding: chunked")

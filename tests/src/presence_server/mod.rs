@@ -82,8 +82,13 @@ pub struct PresenceServer {
 
 impl PresenceServer {
     /// Starts `faye-presence --listen 127.0.0.1:0 [--batch-ms 0] <args>` and waits (at most 30 s) for
-    /// its `listening on ADDR` line.
+    /// its `listening on ADDR` line. It logs warnings and errors only.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_logging(args, "warn")
+    }
+
+    /// [`PresenceServer::start`], logging at `level` (`RUST_LOG`), for tests that read its info lines.
+    pub fn start_logging(args: &[&str], level: &str) -> Self {
         assert!(
             args.contains(&"--redis") || args.contains(&"--cluster"),
             "give the server a harness Redis with --redis or --cluster"
@@ -101,7 +106,7 @@ impl PresenceServer {
             .args(["--listen", "127.0.0.1:0"])
             .args(batch)
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", level)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -149,6 +154,34 @@ impl PresenceServer {
     /// Its stderr (logs) so far, for assertion messages.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// Sends it SIGTERM (the clean shutdown a deploy asks for), by its pid.
+    pub fn sigterm(&self) {
+        let pid = self.child.as_ref().expect("still running").id();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM {pid}");
+    }
+
+    /// Waits at most `within` for it to exit by itself (after [`PresenceServer::sigterm`]); its status.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let started = std::time::Instant::now();
+        let child = self.child.as_mut().expect("still running");
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                started.elapsed() < within,
+                "still running {within:?} after SIGTERM; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Kills it with SIGKILL (no goodbye to Redis or clients) and waits for it to be gone.
