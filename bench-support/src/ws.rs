@@ -37,6 +37,23 @@ pub async fn connect(addr: &str, path: &str) -> io::Result<(Reader, Writer)> {
     Ok((Reader(rd), Writer(wr)))
 }
 
+/// Sends a Bayeux `/meta/handshake` for the WebSocket transport and returns the client id the server
+/// handed out (an error says why there was none: the socket closed, or the server refused).
+pub async fn handshake(rd: &mut Reader, wr: &mut Writer) -> io::Result<String> {
+    let hs = serde_json::json!([{"channel": "/meta/handshake", "version": "1.0", "id": "h",
+        "supportedConnectionTypes": ["websocket"]}]);
+    wr.send(&hs.to_string()).await?;
+    let text = rd
+        .recv()
+        .await?
+        .ok_or_else(|| io::Error::other("closed during handshake"))?;
+    let reply: serde_json::Value = serde_json::from_str(&text).map_err(io::Error::other)?;
+    reply[0]["clientId"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| io::Error::other(format!("handshake refused: {text}")))
+}
+
 impl Writer {
     /// Sends one masked text frame (clients must mask).
     pub async fn send(&mut self, text: &str) -> io::Result<()> {

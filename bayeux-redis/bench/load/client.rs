@@ -51,19 +51,10 @@ impl Shared {
 }
 
 async fn handshake(rd: &mut ws::Reader, wr: &mut ws::Writer) -> Result<String, String> {
-    let hs = json!([{"channel": "/meta/handshake", "version": "1.0", "id": "h",
-        "supportedConnectionTypes": ["websocket"]}]);
-    wr.send(&hs.to_string()).await.map_err(|e| e.to_string())?;
-    let text = tokio::time::timeout(REPLY_WAIT, rd.recv())
+    tokio::time::timeout(REPLY_WAIT, ws::handshake(rd, wr))
         .await
         .map_err(|_| "no handshake reply".to_owned())?
-        .map_err(|e| e.to_string())?
-        .ok_or("closed during handshake")?;
-    let reply: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-    reply[0]["clientId"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| format!("handshake refused: {text}"))
+        .map_err(|e| e.to_string())
 }
 
 /// Handshake and subscribe; returns the socket and the client id.

@@ -63,18 +63,7 @@ impl Client {
     /// Opens the socket, handshakes, starts the reader and sends the first (held) `/meta/connect`.
     pub async fn open(addr: &str, index: usize, shared: Arc<Shared>) -> io::Result<Client> {
         let (mut rd, mut wr) = ws::connect(addr, "/faye").await?;
-        let hs = json!([{"channel": "/meta/handshake", "version": "1.0", "id": "h",
-            "supportedConnectionTypes": ["websocket"]}]);
-        wr.send(&hs.to_string()).await?;
-        let text = rd
-            .recv()
-            .await?
-            .ok_or_else(|| io::Error::other("closed during handshake"))?;
-        let reply: Value = serde_json::from_str(&text).map_err(io::Error::other)?;
-        let id = reply[0]["clientId"]
-            .as_str()
-            .ok_or_else(|| io::Error::other(format!("handshake refused: {text}")))?
-            .to_owned();
+        let id = ws::handshake(&mut rd, &mut wr).await?;
         let connect =
             json!([{"channel": "/meta/connect", "clientId": id, "connectionType": "websocket"}])
                 .to_string();
