@@ -21,6 +21,7 @@ use crate::claim::Claim;
 use crate::config::Config;
 use crate::error::ShimError;
 use crate::message::{net_message, RosterMessage};
+use crate::runtime::RedisRuntime;
 use crate::store::{PresenceStore, Store};
 use crate::stream::{EventStream, RedisStreams, StreamSink};
 use crate::view::ChannelView;
@@ -189,10 +190,16 @@ impl Presence {
     /// Connects to Redis, starts the event streams and the touch loop.
     pub async fn start(config: Config, deliver: Arc<dyn Deliver>) -> Result<Self, ShimError> {
         config.validate()?;
-        let store = Store::connect(&config).await?;
+        // Every connection, the streams' included, is made on the Redis runtime, so it is driven (and
+        // reconnected) there.
+        let runtime = RedisRuntime::start()?;
+        let store = Store::connect(&config, runtime.clone()).await?;
         let (inner, sink) = Inner::new(config, Arc::new(store.clone()), deliver);
-        let streams = RedisStreams::start(&inner.config, store, sink).await?;
-        Ok(Self::launch(inner, Box::new(streams)))
+        let streams_config = inner.config.clone();
+        let streams = runtime
+            .run(async move { RedisStreams::start(&streams_config, store, sink).await })
+            .await??;
+        Ok(Self::launch(inner, Box::new(streams), Some(&runtime)))
     }
 
     /// The shim over the in-memory store of the unit tests.
@@ -203,13 +210,25 @@ impl Presence {
         memory: &Arc<crate::memory::MemoryStore>,
     ) -> Self {
         let (inner, sink) = Inner::new(config, memory.clone(), deliver);
-        Self::launch(inner, Box::new(memory.stream(sink)))
+        Self::launch(inner, Box::new(memory.stream(sink)), None)
     }
 
-    /// Plugs the stream in and starts the touch loop.
-    fn launch(inner: Arc<Inner>, streams: Box<dyn EventStream>) -> Self {
+    /// Plugs the stream in and starts the touch loop: on the Redis runtime when there is one, since
+    /// touches keep members present and must not wait behind the host's backlog (a touch loop woken
+    /// a TTL late lets every member expire).
+    fn launch(
+        inner: Arc<Inner>,
+        streams: Box<dyn EventStream>,
+        runtime: Option<&RedisRuntime>,
+    ) -> Self {
         let _ = inner.streams.set(streams);
-        tokio::spawn(touch_loop(Arc::downgrade(&inner)));
+        let touches = touch_loop(Arc::downgrade(&inner));
+        match runtime {
+            Some(runtime) => runtime.spawn(touches),
+            None => {
+                tokio::spawn(touches);
+            }
+        }
         Presence { inner }
     }
 
@@ -680,11 +699,18 @@ async fn still_subscribed(
     let presence = Presence {
         inner: inner.clone(),
     };
+    // The host answers on its own runtime, which may be far behind; the touches must not wait for it.
+    // Past the budget, unknown is not gone: the rest are kept and asked again next time.
+    let deadline = tokio::time::Instant::now() + inner.config.timeout;
     let mut kept = Vec::with_capacity(batch.len());
     for (channel, clients) in batch {
         let mut live = Vec::with_capacity(clients.len());
         for client in clients {
-            if inner.deliver.is_subscribed(&client, &channel).await {
+            let asked = inner.deliver.is_subscribed(&client, &channel);
+            if tokio::time::timeout_at(deadline, asked)
+                .await
+                .unwrap_or(true)
+            {
                 live.push(client);
             } else {
                 tracing::debug!(client, channel, "membership ended elsewhere; leaving");

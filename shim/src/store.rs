@@ -19,11 +19,12 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
 use redis::io::tcp::TcpSettings;
-use redis::{Cmd, IntoConnectionInfo, Value};
+use redis::{Cmd, IntoConnectionInfo, Pipeline, Value};
 
 use crate::config::{Config, Keys};
 use crate::error::ShimError;
 use crate::route::shard_of;
+use crate::runtime::RedisRuntime;
 
 /// Where a channel's roster lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,10 +94,11 @@ pub trait PresenceStore: Send + Sync + 'static {
     ) -> Result<Vec<(String, Vec<String>)>, ShimError>;
 }
 
-/// Connections to every server (or the cluster).
+/// Connections to every server (or the cluster), made, driven and timed on the [`RedisRuntime`].
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
+    runtime: RedisRuntime,
     timeout: Duration,
     keys: Keys,
     leave_grace: Duration,
@@ -108,41 +110,69 @@ enum Backend {
     Cluster(ClusterConnection),
 }
 
-impl Store {
-    /// Connects to the configured servers or cluster and checks that each has the module.
-    pub async fn connect(config: &Config) -> Result<Self, ShimError> {
-        let backend = if config.cluster.is_empty() {
-            let mut connections = Vec::new();
-            for url in &config.servers {
-                // Commands are small and latency is what matters: no Nagle delay on them.
-                let info = url
-                    .as_str()
-                    .into_connection_info()?
-                    .set_tcp_settings(TcpSettings::default().set_nodelay(true));
-                let client = redis::Client::open(info)?;
-                let manager_config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(config.timeout))
-                    .set_response_timeout(Some(config.timeout))
-                    .set_number_of_retries(1);
-                let connection = tokio::time::timeout(
-                    config.timeout * 2,
-                    ConnectionManager::new_with_config(client, manager_config),
-                )
-                .await
-                .map_err(|_| ShimError::Timeout(config.timeout * 2))??;
-                connections.push(connection);
-            }
-            Backend::Servers(connections)
-        } else {
+/// One server's connection, or the cluster's: what a command runs on.
+enum Connection {
+    Server(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Connection {
+    async fn query<T: redis::FromRedisValue>(self, cmd: Cmd) -> redis::RedisResult<T> {
+        match self {
+            Connection::Server(mut server) => cmd.query_async(&mut server).await,
+            Connection::Cluster(mut cluster) => cmd.query_async(&mut cluster).await,
+        }
+    }
+
+    async fn pipeline<T: redis::FromRedisValue>(self, pipe: Pipeline) -> redis::RedisResult<T> {
+        match self {
+            Connection::Server(mut server) => pipe.query_async(&mut server).await,
+            Connection::Cluster(mut cluster) => pipe.query_async(&mut cluster).await,
+        }
+    }
+}
+
+impl Backend {
+    async fn connect(config: Config) -> Result<Self, ShimError> {
+        if !config.cluster.is_empty() {
             let client = redis::cluster::ClusterClientBuilder::new(config.cluster.clone())
                 .tcp_settings(TcpSettings::default().set_nodelay(true))
                 .connection_timeout(config.timeout)
                 .response_timeout(config.timeout)
                 .build()?;
-            Backend::Cluster(client.get_async_connection().await?)
-        };
+            return Ok(Backend::Cluster(client.get_async_connection().await?));
+        }
+        let mut connections = Vec::new();
+        for url in &config.servers {
+            // Commands are small and latency is what matters: no Nagle delay on them.
+            let info = url
+                .as_str()
+                .into_connection_info()?
+                .set_tcp_settings(TcpSettings::default().set_nodelay(true));
+            let client = redis::Client::open(info)?;
+            let manager_config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(config.timeout))
+                .set_response_timeout(Some(config.timeout))
+                .set_number_of_retries(1);
+            let connection = tokio::time::timeout(
+                config.timeout * 2,
+                ConnectionManager::new_with_config(client, manager_config),
+            )
+            .await
+            .map_err(|_| ShimError::Timeout(config.timeout * 2))??;
+            connections.push(connection);
+        }
+        Ok(Backend::Servers(connections))
+    }
+}
+
+impl Store {
+    /// Connects to the configured servers or cluster on `runtime` and checks that each has the module.
+    pub async fn connect(config: &Config, runtime: RedisRuntime) -> Result<Self, ShimError> {
+        let backend = runtime.run(Backend::connect(config.clone())).await??;
         let store = Store {
             backend,
+            runtime,
             timeout: config.timeout,
             keys: config.keys(),
             leave_grace: config.leave_grace,
@@ -187,7 +217,9 @@ impl Store {
             MultipleNodeRoutingInfo::AllMasters,
             Some(ResponsePolicy::CombineArrays),
         ));
-        let infos = self.bounded(cluster.route_command(probe, routing)).await?;
+        let infos = self
+            .bounded(async move { cluster.route_command(probe, routing).await })
+            .await?;
         let missing = match infos {
             Value::Array(infos) => infos.iter().filter(|i| matches!(i, Value::Nil)).count(),
             other => {
@@ -219,33 +251,42 @@ impl Store {
         }
     }
 
-    async fn query<T: redis::FromRedisValue>(
+    fn connection(&self, shard: Shard) -> Connection {
+        match (&self.backend, shard) {
+            (Backend::Servers(servers), Shard::Server(i)) => Connection::Server(servers[i].clone()),
+            (Backend::Cluster(cluster), _) => Connection::Cluster(cluster.clone()),
+            (Backend::Servers(_), Shard::Cluster) => {
+                unreachable!("a server list has no cluster shard")
+            }
+        }
+    }
+
+    async fn query<T: redis::FromRedisValue + Send + 'static>(
         &self,
         shard: Shard,
         cmd: &Cmd,
     ) -> Result<T, ShimError> {
-        let run = async {
-            match (&self.backend, shard) {
-                (Backend::Servers(servers), Shard::Server(i)) => {
-                    cmd.query_async(&mut servers[i].clone()).await
-                }
-                (Backend::Cluster(cluster), _) => cmd.query_async(&mut cluster.clone()).await,
-                (Backend::Servers(_), Shard::Cluster) => {
-                    unreachable!("a server list has no cluster shard")
-                }
-            }
-        };
-        self.bounded(run).await
+        let (connection, cmd) = (self.connection(shard), cmd.clone());
+        self.bounded(connection.query(cmd)).await
     }
 
-    async fn bounded<T>(
+    /// Runs `run` on the Redis runtime within the timeout, timed there: the time is Redis', whatever
+    /// the host's runtime is busy with.
+    async fn bounded<T: Send + 'static>(
         &self,
-        run: impl Future<Output = redis::RedisResult<T>>,
+        run: impl Future<Output = redis::RedisResult<T>> + Send + 'static,
     ) -> Result<T, ShimError> {
-        let started = std::time::Instant::now();
-        let result = tokio::time::timeout(self.timeout, run).await;
-        metrics::histogram!("redis_command_duration_seconds", "kind" => "presence")
-            .record(started.elapsed());
+        let timeout = self.timeout;
+        let result = self
+            .runtime
+            .run(async move {
+                let started = std::time::Instant::now();
+                let result = tokio::time::timeout(timeout, run).await;
+                metrics::histogram!("redis_command_duration_seconds", "kind" => "presence")
+                    .record(started.elapsed());
+                result
+            })
+            .await?;
         match result {
             Ok(Ok(value)) => Ok(value),
             // A reply the client cannot read is the module's or ours to fix, not Redis being away.
@@ -253,7 +294,7 @@ impl Store {
                 Err(ShimError::BadReply(e.to_string()))
             }
             Ok(Err(e)) => Err(e.into()),
-            Err(_) => Err(ShimError::Timeout(self.timeout)),
+            Err(_) => Err(ShimError::Timeout(timeout)),
         }
     }
 }
@@ -382,20 +423,12 @@ impl Store {
         for (channel, clients) in &entries {
             pipe.add_command(command::touch(self.keys.key(channel), clients, Some(ttl)));
         }
-        let replies: Vec<Touched> = match (&self.backend, self.shard_of(&entries[0].0)) {
-            (Backend::Servers(servers), Shard::Server(i)) => {
-                self.bounded(pipe.query_async(&mut servers[i].clone()))
-                    .await
-            }
-            // One slot: redis-rs sends it to the slot's master and follows MOVED / failovers.
-            (Backend::Cluster(cluster), _) => {
-                self.bounded(pipe.query_async(&mut cluster.clone())).await
-            }
-            (Backend::Servers(_), Shard::Cluster) => {
-                unreachable!("a server list has no cluster shard")
-            }
-        }
-        .map_err(failed)?;
+        // One server, or one slot (redis-rs sends it to the slot's master and follows MOVED / failovers).
+        let connection = self.connection(self.shard_of(&entries[0].0));
+        let replies: Vec<Touched> = self
+            .bounded(connection.pipeline(pipe))
+            .await
+            .map_err(failed)?;
         let mut unknown = Vec::new();
         for ((channel, _), reply) in entries.iter().zip(replies) {
             let lost: Vec<String> = reply
