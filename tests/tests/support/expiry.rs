@@ -8,9 +8,10 @@ use presence_roster::{Event, EventKind};
 use presence_tests::commands::{count, roster};
 use presence_tests::{wait_until, Listener, RedisServer, ServerOptions};
 
-/// The README's promise is "within about a second" of the deadline; half a second more is room for a
-/// loaded test machine, and still far from "whenever somebody happens to write".
-pub const BOUND: Duration = Duration::from_millis(1500);
+/// The README's promise: within a second of the deadline. The timer is armed for the earliest deadline,
+/// so what the tests measure is a few milliseconds (printed), with every core busy too; a second is
+/// far from "whenever somebody happens to write".
+pub const BOUND: Duration = Duration::from_millis(1000);
 
 /// How much later than a channel's last deadline its key expires in Redis (README, "Liveness and
 /// expiry").
