@@ -98,21 +98,29 @@ impl Reader {
             if head[1] & 0x80 != 0 {
                 self.0.read_exact(&mut mask).await?;
             }
-            let mut payload = vec![0u8; len as usize];
-            self.0.read_exact(&mut payload).await?;
+            // Read straight onto the end of the message: a big room's roster is hundreds of KB a
+            // frame, and every copy of it is the load generator's time, not the server's.
+            let start = message.len();
+            message.resize(start + len as usize, 0);
+            self.0.read_exact(&mut message[start..]).await?;
             if head[1] & 0x80 != 0 {
-                payload
+                message[start..]
                     .iter_mut()
                     .enumerate()
                     .for_each(|(i, b)| *b ^= mask[i % 4]);
             }
             match opcode {
                 0x8 => return Ok(None),
-                0x9 | 0xa => continue,
-                _ => message.extend_from_slice(&payload),
+                0x9 | 0xa => {
+                    message.truncate(start);
+                    continue;
+                }
+                _ => {}
             }
             if fin {
-                return Ok(Some(String::from_utf8_lossy(&message).into_owned()));
+                return Ok(Some(String::from_utf8(message).unwrap_or_else(|e| {
+                    String::from_utf8_lossy(e.as_bytes()).into_owned()
+                })));
             }
         }
     }
