@@ -57,6 +57,15 @@ pub enum ShimError {
 /// reached`, and the module only for arity (a shim bug) and caught panics.
 const REFUSALS: [&str; 4] = ["LIMIT", "SYNTAX", "WRONGTYPE", "DENIED"];
 
+impl From<redis_runtime::RuntimeError> for ShimError {
+    fn from(error: redis_runtime::RuntimeError) -> Self {
+        match error {
+            redis_runtime::RuntimeError::ShutDown => ShimError::Stream(error.to_string()),
+            other => ShimError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<redis::RedisError> for ShimError {
     fn from(error: redis::RedisError) -> Self {
         match error.code() {

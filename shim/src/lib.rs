@@ -29,8 +29,6 @@
 //!   anyone calling the module directly).
 //! - `stream`: the `EventStream` trait, and one shard pub/sub connection per server, with resync after
 //!   a gap.
-//! - `runtime`: the thread every Redis connection lives on, so that a host busy delivering cannot
-//!   make Redis' answers wait.
 //! - `memory` and `race_tests` (unit tests only): the same two traits in memory, over the module's own
 //!   roster logic with no Redis, and the shim's races played on it under a paused clock.
 //! - `view`, `claim`, `message`, `route`: pure parts: the roster as told, the subscriber's claim,
@@ -52,7 +50,6 @@ mod race_tests;
 pub(crate) mod claim;
 pub(crate) mod message;
 pub(crate) mod route;
-pub(crate) mod runtime;
 pub(crate) mod store;
 pub(crate) mod stream;
 pub(crate) mod view;

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use async_trait::async_trait;
 use presence_client::JoinOptions;
 use presence_roster::Event;
+use redis_runtime::RedisRuntime;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
@@ -21,7 +22,6 @@ use crate::claim::Claim;
 use crate::config::Config;
 use crate::error::ShimError;
 use crate::message::{net_message, RosterMessage};
-use crate::runtime::RedisRuntime;
 use crate::store::{PresenceStore, Store};
 use crate::stream::{EventStream, RedisStreams, StreamSink};
 use crate::view::ChannelView;
@@ -192,7 +192,7 @@ impl Presence {
         config.validate()?;
         // Every connection, the streams' included, is made on the Redis runtime, so it is driven (and
         // reconnected) there.
-        let runtime = RedisRuntime::start()?;
+        let runtime = RedisRuntime::start("presence-redis")?;
         let store = Store::connect(&config, runtime.clone()).await?;
         let (inner, sink) = Inner::new(config, Arc::new(store.clone()), deliver);
         let streams_config = inner.config.clone();

@@ -20,11 +20,11 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
 use redis::io::tcp::TcpSettings;
 use redis::{Cmd, IntoConnectionInfo, Pipeline, Value};
+use redis_runtime::RedisRuntime;
 
 use crate::config::{Config, Keys};
 use crate::error::ShimError;
 use crate::route::shard_of;
-use crate::runtime::RedisRuntime;
 
 /// Where a channel's roster lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -374,3 +374,38 @@ async fn startup_fails_clearly_when_one_cluster_master_lacks_the_module() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_shim_closes_its_connections() {
+    let redis = RedisServer::start();
+    let connected = {
+        let redis_url = redis.url();
+        move || -> usize {
+            let client = redis::Client::open(redis_url.as_str()).unwrap();
+            let list: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query(&mut client.get_connection().unwrap())
+                .unwrap();
+            list.lines().count()
+        }
+    };
+    let before = connected();
+    let (presence, _collected) = start(Config::with_servers([redis.url()])).await;
+    let ch = unique_channel("dropped");
+    presence
+        .subscribe("c1", &ch, Some(&presence_ext("a", json!(1))))
+        .await
+        .unwrap();
+    assert!(connected() >= before + 2, "commands and the stream");
+    drop(presence);
+    // The touch loop and the stream end with it, and the Redis thread its connections live on.
+    tokio::task::spawn_blocking(move || {
+        presence_tests::wait_until(
+            "the shim's connections to close",
+            Duration::from_secs(10),
+            || connected() == before,
+        )
+    })
+    .await
+    .unwrap();
+}

@@ -10,7 +10,8 @@
 //!   options left raw for tests to get wrong; [`listener`]: a shard pub/sub subscriber that decodes
 //!   roster events.
 //! - [`reply`]: `presence-client`'s readers of raw replies (RESP2 flat arrays, RESP3 maps), panicking.
-//! - [`load`]: [`CpuHogs`], bounded busy loops that load the CPU during a test.
+//! - [`load`]: [`CpuHogs`], bounded busy loops that load the CPU during a test, and [`TaskFlood`],
+//!   ready tasks that keep a tokio runtime's queues full (as a server busy delivering does).
 //! - [`wait_until`]: polls a condition with a deadline instead of sleeping.
 //! - [`presence_server`]: the `faye-presence` binary and real Faye clients (Node) driving it end to end.
 
@@ -24,7 +25,7 @@ pub mod server;
 
 pub use cluster::Cluster;
 pub use listener::Listener;
-pub use load::CpuHogs;
+pub use load::{CpuHogs, TaskFlood};
 pub use server::{module_path, RedisServer, ServerOptions};
 
 use std::time::{Duration, Instant};
