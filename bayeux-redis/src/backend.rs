@@ -15,22 +15,32 @@ use redis::{
     Cmd, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo, RedisFuture, RedisResult, Script,
     ToRedisArgs, Value,
 };
+use redis_runtime::RedisRuntime;
 use tokio::sync::mpsc;
 
 use crate::{EngineError, RedisEngineConfig};
 
-/// A connection for commands, cheap to clone (all clones multiplex one connection per node).
+/// A connection for commands, cheap to clone (all clones multiplex one connection per node). It lives
+/// on the engine's [`RedisRuntime`], and every command runs there: a server whose runtime is busy
+/// delivering cannot then make Redis' answers wait (`tests/busy_runtime.rs`).
 #[derive(Clone)]
-pub(crate) enum Connection {
+pub(crate) struct Connection {
+    link: Link,
+    runtime: RedisRuntime,
+}
+
+/// One server's connection or the cluster's.
+#[derive(Clone)]
+enum Link {
     Server(ConnectionManager),
     Cluster(ClusterConnection),
 }
 
-impl ConnectionLike for Connection {
+impl ConnectionLike for Link {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Connection::Server(c) => c.req_packed_command(cmd),
-            Connection::Cluster(c) => c.req_packed_command(cmd),
+            Link::Server(c) => c.req_packed_command(cmd),
+            Link::Cluster(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -41,15 +51,15 @@ impl ConnectionLike for Connection {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Connection::Server(c) => c.req_packed_commands(pipeline, offset, count),
-            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Link::Server(c) => c.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
-            Connection::Server(c) => c.get_db(),
-            Connection::Cluster(c) => c.get_db(),
+            Link::Server(c) => c.get_db(),
+            Link::Cluster(c) => c.get_db(),
         }
     }
 }
@@ -86,12 +96,28 @@ impl Call {
 }
 
 impl Connection {
-    /// Connects the command connection and a second, RESP3 one for this process's notifications, whose
-    /// pushes (messages, confirmations, disconnections) go to `pushes`.
+    /// Connects, on `runtime`, the command connection and a second, RESP3 one for this process's
+    /// notifications, whose pushes (messages, confirmations, disconnections) go to `pushes`.
     pub(crate) async fn connect(
         config: &RedisEngineConfig,
         pushes: mpsc::UnboundedSender<PushInfo>,
+        runtime: RedisRuntime,
     ) -> Result<(Connection, Connection), EngineError> {
+        let (commands, notifications) =
+            runtime.run(Link::connect(config.clone(), pushes)).await??;
+        let on = |link| Connection {
+            link,
+            runtime: runtime.clone(),
+        };
+        Ok((on(commands), on(notifications)))
+    }
+}
+
+impl Link {
+    async fn connect(
+        config: RedisEngineConfig,
+        pushes: mpsc::UnboundedSender<PushInfo>,
+    ) -> Result<(Link, Link), EngineError> {
         let timeout = config.timeout;
         let bounded = |_: tokio::time::error::Elapsed| EngineError::Timeout(timeout * 2);
         if let Some(url) = config.url.as_deref().filter(|_| config.cluster.is_empty()) {
@@ -131,10 +157,7 @@ impl Connection {
                 .set_push_sender(pushes)
                 .set_automatic_resubscription();
             let notifications = manager(notify_client, notify_config).await?;
-            Ok((
-                Connection::Server(commands),
-                Connection::Server(notifications),
-            ))
+            Ok((Link::Server(commands), Link::Server(notifications)))
         } else {
             let builder = || {
                 redis::cluster::ClusterClientBuilder::new(config.cluster.clone())
@@ -149,32 +172,38 @@ impl Connection {
                 .build()?
                 .get_async_connection()
                 .await?;
-            Ok((
-                Connection::Cluster(commands),
-                Connection::Cluster(notifications),
-            ))
+            Ok((Link::Cluster(commands), Link::Cluster(notifications)))
         }
     }
+}
 
+impl Connection {
     /// Whether this is one Redis server (not a cluster).
     pub(crate) fn is_server(&self) -> bool {
-        matches!(self, Connection::Server(_))
+        matches!(self.link, Link::Server(_))
     }
 
     /// Subscribes this (RESP3) connection to a notification channel; the confirmation also arrives as
     /// a push.
-    pub(crate) async fn listen(&mut self, channel: &str) -> RedisResult<()> {
-        match self {
-            Connection::Server(c) => c.subscribe(channel).await,
-            Connection::Cluster(c) => c.ssubscribe(channel).await,
-        }
+    pub(crate) async fn listen(&self, channel: &str) -> Result<(), EngineError> {
+        let (link, channel) = (self.link.clone(), channel.to_owned());
+        let subscribed = self
+            .runtime
+            .run(async move {
+                match link {
+                    Link::Server(mut c) => c.subscribe(&channel).await,
+                    Link::Cluster(mut c) => c.ssubscribe(&channel).await,
+                }
+            })
+            .await?;
+        Ok(subscribed?)
     }
 
     /// The command that notifies the listener of `channel`.
     pub(crate) fn notify_cmd(&self, channel: &str, payload: &str) -> Cmd {
-        let verb = match self {
-            Connection::Server(_) => "PUBLISH",
-            Connection::Cluster(_) => "SPUBLISH",
+        let verb = match self.link {
+            Link::Server(_) => "PUBLISH",
+            Link::Cluster(_) => "SPUBLISH",
         };
         let mut cmd = redis::cmd(verb);
         cmd.arg(channel).arg(payload);
@@ -182,12 +211,16 @@ impl Connection {
     }
 
     /// Runs one command.
-    pub(crate) async fn query<T: redis::FromRedisValue>(
+    pub(crate) async fn query<T: redis::FromRedisValue + Send + 'static>(
         &self,
         cmd: &Cmd,
     ) -> Result<T, EngineError> {
         let started = std::time::Instant::now();
-        let result = cmd.query_async(&mut self.clone()).await;
+        let (mut link, cmd) = (self.link.clone(), cmd.clone());
+        let result = self
+            .runtime
+            .run(async move { cmd.query_async(&mut link).await })
+            .await?;
         metrics::histogram!("redis_command_duration_seconds", "kind" => "engine", "command" => "command").record(started.elapsed());
         Ok(result?)
     }
@@ -206,26 +239,8 @@ impl Connection {
         cmds: Vec<Cmd>,
     ) -> Result<Vec<Result<Value, EngineError>>, EngineError> {
         let _timed = Timed(std::time::Instant::now());
-        match self {
-            Connection::Server(_) => {
-                let mut pipe = Pipeline::with_capacity(cmds.len());
-                pipe.ignore_errors();
-                for cmd in cmds {
-                    pipe.add_command(cmd);
-                }
-                let replies: Vec<RedisResult<Value>> = pipe.query_async(&mut self.clone()).await?;
-                Ok(replies
-                    .into_iter()
-                    .map(|r| r.map_err(EngineError::from))
-                    .collect())
-            }
-            Connection::Cluster(_) => Ok(join_all(cmds.iter().map(|cmd| async move {
-                cmd.query_async::<Value>(&mut self.clone())
-                    .await
-                    .map_err(EngineError::from)
-            }))
-            .await),
-        }
+        let link = self.link.clone();
+        self.runtime.run(link.batch_results(cmds)).await?
     }
 
     /// Runs one script.
@@ -279,6 +294,37 @@ impl Connection {
             let _: String = self.query(&load).await?;
         }
         Ok(())
+    }
+}
+
+impl Link {
+    async fn batch_results(
+        self,
+        cmds: Vec<Cmd>,
+    ) -> Result<Vec<Result<Value, EngineError>>, EngineError> {
+        match self {
+            Link::Server(mut server) => {
+                let mut pipe = Pipeline::with_capacity(cmds.len());
+                pipe.ignore_errors();
+                for cmd in cmds {
+                    pipe.add_command(cmd);
+                }
+                let replies: Vec<RedisResult<Value>> = pipe.query_async(&mut server).await?;
+                Ok(replies
+                    .into_iter()
+                    .map(|r| r.map_err(EngineError::from))
+                    .collect())
+            }
+            Link::Cluster(cluster) => Ok(join_all(cmds.iter().map(|cmd| {
+                let mut cluster = cluster.clone();
+                async move {
+                    cmd.query_async::<Value>(&mut cluster)
+                        .await
+                        .map_err(EngineError::from)
+                }
+            }))
+            .await),
+        }
     }
 }
 

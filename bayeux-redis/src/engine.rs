@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use bayeux::{channel, Engine, Error, Message, Outbound};
 use redis::Value;
-use tokio::sync::{mpsc, Notify};
+use redis_runtime::RedisRuntime;
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::backend::{Call, Connection};
 use crate::keys::Keys;
@@ -37,6 +38,10 @@ struct Inner {
     process: String,
     served: Arc<Served>,
     max_queue: usize,
+    /// Dropped with the engine, which ends the notification listener (it holds the notification
+    /// connection, and so its own push sender: without this it would read forever, keeping the
+    /// engine's Redis thread and connections alive).
+    _listening: oneshot::Sender<()>,
 }
 
 impl RedisEngine {
@@ -44,7 +49,10 @@ impl RedisEngine {
     pub async fn connect(config: RedisEngineConfig) -> Result<Self, EngineError> {
         config.validate()?;
         let (pushes, receiver) = mpsc::unbounded_channel();
-        let (commands, mut subscriber) = Connection::connect(&config, pushes).await?;
+        // The engine's connections, their commands and the notification listener live on a thread of
+        // their own (see `redis_runtime`).
+        let runtime = RedisRuntime::start("engine-redis")?;
+        let (commands, subscriber) = Connection::connect(&config, pushes, runtime.clone()).await?;
         let keys = Keys::new(&config.namespace);
         let process = bayeux::engine::new_client_id();
         let served = Arc::new(Served::default());
@@ -58,7 +66,8 @@ impl RedisEngine {
             keys: keys.clone(),
             process: process.clone(),
         };
-        tokio::spawn(listener.run(receiver));
+        let (listening, engine_gone) = oneshot::channel();
+        runtime.spawn(listener.run(receiver, engine_gone));
         tracing::info!(%process, namespace = %config.namespace, "redis engine connected");
         Ok(RedisEngine {
             inner: Arc::new(Inner {
@@ -67,6 +76,7 @@ impl RedisEngine {
                 process,
                 served,
                 max_queue: config.max_queue,
+                _listening: listening,
             }),
         })
     }

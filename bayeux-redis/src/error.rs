@@ -13,6 +13,9 @@ pub enum EngineError {
     /// The configuration cannot work (e.g. no address).
     #[error("engine configuration: {0}")]
     Config(String),
+    /// The thread the engine's connections live on failed the work (a panic) or is ending.
+    #[error("engine's redis thread: {0}")]
+    Runtime(#[from] redis_runtime::RuntimeError),
     /// Redis answered something no script or command of ours returns.
     #[error("unexpected reply from redis: {0}")]
     Reply(String),

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use redis::{PushInfo, PushKind, Value};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::backend::Connection;
 use crate::keys::Keys;
@@ -127,26 +127,38 @@ pub(crate) struct Listener {
 }
 
 impl Listener {
-    /// Reads pushes until the engine is dropped (the push sender with it).
-    pub(crate) async fn run(mut self, mut pushes: mpsc::UnboundedReceiver<PushInfo>) {
+    /// Reads pushes until the engine is dropped (`engine_gone` then closes).
+    pub(crate) async fn run(
+        self,
+        mut pushes: mpsc::UnboundedReceiver<PushInfo>,
+        mut engine_gone: oneshot::Receiver<()>,
+    ) {
         let channel = self.keys.notify(&self.process);
         let mut lost: Option<Instant> = None;
         loop {
-            let push = if lost.is_some() {
-                // Disconnected: the client libraries reconnect when a command is sent, so subscribe
-                // again (a no-op if already done) until Redis confirms.
-                match tokio::time::timeout(Duration::from_millis(250), pushes.recv()).await {
-                    Ok(push) => push,
-                    Err(_) => {
-                        if let Err(error) = self.subscriber.listen(&channel).await {
-                            tracing::debug!(%error, "engine notifications still down");
+            let next = async {
+                if lost.is_some() {
+                    // Disconnected: the client libraries reconnect when a command is sent, so
+                    // subscribe again (a no-op if already done) until Redis confirms.
+                    match tokio::time::timeout(Duration::from_millis(250), pushes.recv()).await {
+                        Ok(push) => Some(push),
+                        Err(_) => {
+                            if let Err(error) = self.subscriber.listen(&channel).await {
+                                tracing::debug!(%error, "engine notifications still down");
+                            }
+                            None
                         }
-                        continue;
                     }
+                } else {
+                    Some(pushes.recv().await)
                 }
-            } else {
-                pushes.recv().await
             };
+            let push = tokio::select! {
+                biased;
+                _ = &mut engine_gone => return,
+                push = next => push,
+            };
+            let Some(push) = push else { continue };
             let Some(push) = push else { return };
             match push.kind {
                 PushKind::Message | PushKind::SMessage => {

@@ -194,3 +194,35 @@ async fn a_publish_drops_subscribers_whose_client_is_gone() {
         .unwrap();
     assert_eq!(queued, 0, "nothing queued for a client that is gone");
 }
+
+/// Clients connected to `redis`, the asking connection included.
+fn connected(redis: &RedisServer) -> usize {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query(&mut redis.connect())
+        .expect("CLIENT LIST");
+    list.lines().count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_engine_closes_its_connections() {
+    let redis = RedisServer::start();
+    let before = connected(&redis);
+    let engine = engine(RedisEngineConfig::server(redis.url()).with_namespace(namespace())).await;
+    engine.create_client().await.unwrap();
+    assert!(
+        connected(&redis) >= before + 2,
+        "commands and notifications"
+    );
+    drop(engine);
+    // Its notification listener ends with it, and the thread its connections live on with that.
+    tokio::task::spawn_blocking(move || {
+        presence_tests::wait_until(
+            "the engine's connections to close",
+            Duration::from_secs(10),
+            || connected(&redis) == before,
+        )
+    })
+    .await
+    .unwrap();
+}
