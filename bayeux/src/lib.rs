@@ -22,7 +22,7 @@
 //!   `handle_tests`), with paused tokio time for connect holds and inactivity.
 //! - `fence`: [`ReplyFence`], which keeps deliveries addressed to a client behind its subscribe reply.
 //! - `turns`: one client's batches handled one at a time, in arrival order.
-//! - `push`: [`Server::push_deliveries`], deliveries sent the moment they are queued, for transports
+//! - `push`: [`Server::push_deliveries`], a [`Push`] stream of deliveries the moment they are queued, for transports
 //!   that can write at any time (WebSocket).
 //! - [`engine`]: the [`Engine`] trait (clients, subscriptions, queues, routing), the in-memory
 //!   [`MemoryEngine`], and the conformance suite every engine must pass.
@@ -63,6 +63,6 @@ pub use extension::{Context, Direction, DisconnectReason, Event, Extension, Unsu
 pub use fence::ReplyFence;
 pub use message::{Message, SharedExt};
 pub use outbound::Outbound;
-pub use push::PushGuard;
+pub use push::Push;
 pub use server::{Answer, Server, ServerBuilder, WeakServer};
 pub use transport::{router, serve, serve_with, without_delay};

@@ -2,14 +2,18 @@
 //!
 //! Long-polling can only answer a held `/meta/connect`, so a delivery costs the client a round trip.
 //! A WebSocket can carry a delivery the moment it is queued, as Faye's and CometD's servers do; the
-//! client's connects then only keep it alive. [`Server::push_deliveries`] runs that loop.
+//! client's connects then only keep it alive. [`Server::push_deliveries`] gives that flow as a
+//! [`Push`], a stream the transport polls in the task that owns its socket: no task of its own, and
+//! nothing is taken from the client's queue before the socket can take it.
 
 use crate::{Outbound, Server};
+use futures_util::Stream;
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::sync::Notify;
 
 /// The first and the longest pause before taking a client's queue again after the engine failed.
 const RETRY_MIN: std::time::Duration = std::time::Duration::from_millis(50);
@@ -22,26 +26,42 @@ pub(crate) struct Pushing {
     clients: Mutex<HashMap<String, u64>>,
 }
 
-/// Keeps deliveries flowing to a sink; dropping it stops the flow and gives the client's queue back to
-/// its `/meta/connect` requests.
-#[must_use = "deliveries stop when the guard is dropped"]
-pub struct PushGuard {
+/// The deliveries queued for one client, each batch as soon as it is queued (after the outgoing hooks,
+/// as for any delivery): a [`Stream`] that ends when the client is removed. Dropping it stops the flow
+/// and gives the client's queue back to its `/meta/connect` requests.
+#[must_use = "deliveries stop when the push is dropped"]
+pub struct Push {
     server: Server,
     client_id: String,
     generation: u64,
-    task: JoinHandle<()>,
+    /// `None` once the client is gone.
+    flow: Option<Pin<Box<dyn Stream<Item = Vec<Outbound>> + Send>>>,
 }
 
-impl PushGuard {
-    /// The client this guard pushes to.
+impl Push {
+    /// The client this pushes to.
     pub fn client_id(&self) -> &str {
         &self.client_id
     }
 }
 
-impl Drop for PushGuard {
+impl Stream for Push {
+    type Item = Vec<Outbound>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Vec<Outbound>>> {
+        let Some(flow) = self.flow.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let next = std::task::ready!(flow.as_mut().poll_next(cx));
+        if next.is_none() {
+            self.flow = None;
+        }
+        Poll::Ready(next)
+    }
+}
+
+impl Drop for Push {
     fn drop(&mut self) {
-        self.task.abort();
         let mut clients = self
             .server
             .inner
@@ -55,12 +75,78 @@ impl Drop for PushGuard {
     }
 }
 
+/// Where a [`Push`] stands between two batches.
+struct Flow {
+    server: Server,
+    client_id: String,
+    /// The client's queue signal, once asked for.
+    signal: Option<Arc<Notify>>,
+    /// Whether everything queued before the signal was last raised has been taken.
+    taken: bool,
+}
+
+impl Flow {
+    /// The next batch of deliveries; `None` once the client is gone.
+    async fn next(&mut self) -> Option<Vec<Outbound>> {
+        let engine = self.server.engine().clone();
+        let id = self.client_id.as_str();
+        let signal = match &self.signal {
+            Some(signal) => signal.clone(),
+            None => {
+                let signal = engine.queue_signal(id).await.ok()??;
+                self.signal.insert(signal).clone()
+            }
+        };
+        // A failing engine (a Redis restart) pauses the flow, never ends it: the push still tells
+        // this client's connects to leave the queue to it.
+        let mut pause = RETRY_MIN;
+        loop {
+            if self.taken {
+                // Everything queued before the last take was taken; anything queued since has raised
+                // the signal (a permit is kept if we are not waiting yet), so no take is wasted on an
+                // empty queue, which costs a round trip on a shared engine.
+                signal.notified().await;
+                // Let the publish that woke us finish fanning out (and others arrive), so one frame
+                // carries several deliveries: far fewer wake-ups and writes under load.
+                tokio::task::yield_now().await;
+            }
+            let queued = match engine.take_queue(id).await {
+                Ok(queued) => queued,
+                Err(error) => {
+                    tracing::warn!(%error, client = %id, "push: cannot take the queue; retrying");
+                    // Boxed, like every step but the wait: an idle push holds only what waiting takes.
+                    Box::pin(tokio::time::sleep(pause)).await;
+                    pause = (pause * 2).min(RETRY_MAX);
+                    self.taken = false;
+                    continue;
+                }
+            };
+            self.taken = true;
+            pause = RETRY_MIN;
+            if queued.is_empty() {
+                // Woken with nothing to send: the removal of the client wakes us too.
+                if let Ok(false) = engine.client_exists(id).await {
+                    // Answer its heartbeat connect now, with the 401 that sends it to handshake
+                    // again, rather than at the timeout.
+                    self.server.inner.held.release(id);
+                    return None;
+                }
+                continue;
+            }
+            let out = Box::pin(self.server.outgoing_deliveries(Some(id), queued)).await;
+            if !out.is_empty() {
+                return Some(out);
+            }
+        }
+    }
+}
+
 impl Server {
-    /// Sends every message queued for `client_id` to `sink` as soon as it is queued (after the outgoing
-    /// hooks, as for any delivery), until the guard is dropped or the client is removed. Meanwhile this
-    /// client's `/meta/connect` requests in this process take no deliveries: they are only held until
-    /// their timeout, as a heartbeat. A newer push for the same client takes over from an older one.
-    pub fn push_deliveries(&self, client_id: &str, sink: mpsc::Sender<Vec<Outbound>>) -> PushGuard {
+    /// The deliveries queued for `client_id`, as a [`Push`] stream: poll it whenever the transport can
+    /// write (nothing is taken from the queue in between). While it lives, this client's
+    /// `/meta/connect` requests in this process take no deliveries: they are only held until their
+    /// timeout, as a heartbeat. A newer push for the same client takes over from an older one.
+    pub fn push_deliveries(&self, client_id: &str) -> Push {
         let generation = self.inner.pushing.next.fetch_add(1, Ordering::Relaxed);
         self.inner
             .pushing
@@ -68,55 +154,21 @@ impl Server {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(client_id.to_owned(), generation);
-        let server = self.clone();
-        let id = client_id.to_owned();
-        let task = tokio::spawn(async move {
-            let engine = server.engine().clone();
-            let Ok(Some(signal)) = engine.queue_signal(&id).await else {
-                return;
-            };
-            // A failing engine (a Redis restart) pauses the flow, never ends it: the guard still
-            // tells this client's connects to leave the queue to us.
-            let mut pause = RETRY_MIN;
-            loop {
-                let queued = match engine.take_queue(&id).await {
-                    Ok(queued) => queued,
-                    Err(error) => {
-                        tracing::warn!(%error, client = %id, "push: cannot take the queue; retrying");
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(RETRY_MAX);
-                        continue;
-                    }
-                };
-                pause = RETRY_MIN;
-                if queued.is_empty() {
-                    // Woken with nothing to send: the removal of the client wakes us too.
-                    if let Ok(false) = engine.client_exists(&id).await {
-                        // Answer its heartbeat connect now, with the 401 that sends it to
-                        // handshake again, rather than at the timeout.
-                        server.inner.held.release(&id);
-                        return;
-                    }
-                } else {
-                    let out = server.outgoing_deliveries(Some(&id), queued).await;
-                    if !out.is_empty() && sink.send(out).await.is_err() {
-                        return;
-                    }
-                }
-                // Everything queued before the take was taken; anything queued since has raised the
-                // signal (a permit is kept if we are not waiting yet), so no take is wasted on an
-                // empty queue, which costs a round trip on a shared engine.
-                signal.notified().await;
-                // Let the publish that woke us finish fanning out (and others arrive), so one
-                // frame carries several deliveries: far fewer wake-ups and writes under load.
-                tokio::task::yield_now().await;
-            }
+        let flow = Flow {
+            server: self.clone(),
+            client_id: client_id.to_owned(),
+            signal: None,
+            taken: false,
+        };
+        let flow = futures_util::stream::unfold(flow, |mut flow| async move {
+            let batch = flow.next().await?;
+            Some((batch, flow))
         });
-        PushGuard {
+        Push {
             server: self.clone(),
             client_id: client_id.to_owned(),
             generation,
-            task,
+            flow: Some(Box::pin(flow)),
         }
     }
 
@@ -135,20 +187,19 @@ impl Server {
 mod tests {
     use crate::core_tests::{handshake, send, subscribe};
     use crate::{Message, Server};
+    use futures_util::StreamExt;
     use serde_json::json;
     use std::time::Duration;
-    use tokio::sync::mpsc;
 
     #[tokio::test(start_paused = true)]
     async fn pushed_clients_get_deliveries_without_connect_and_connects_only_hold() {
         let s = Server::builder().build().unwrap();
         let a = handshake(&s).await;
         subscribe(&s, &a, json!("/p")).await;
-        let (tx, mut rx) = mpsc::channel(8);
-        let guard = s.push_deliveries(&a, tx);
-        assert_eq!(guard.client_id(), a);
+        let mut push = s.push_deliveries(&a);
+        assert_eq!(push.client_id(), a);
         s.publish(Message::publish("/p", json!(1))).await.unwrap();
-        let got = rx.recv().await.unwrap();
+        let got = push.next().await.unwrap();
         assert_eq!(got[0].message().data, Some(json!(1)));
         let connect =
             json!({"channel": "/meta/connect", "clientId": a, "connectionType": "websocket"});
@@ -156,14 +207,14 @@ mod tests {
         let held = tokio::spawn(async move { send(&s2, c2).await });
         tokio::time::sleep(Duration::from_secs(1)).await;
         s.publish(Message::publish("/p", json!(2))).await.unwrap();
-        assert_eq!(rx.recv().await.unwrap()[0].message().data, Some(json!(2)));
+        assert_eq!(push.next().await.unwrap()[0].message().data, Some(json!(2)));
         let r = held.await.unwrap();
         assert_eq!(
             r.len(),
             1,
             "the connect reply carries no deliveries while pushing"
         );
-        drop(guard);
+        drop(push);
         s.publish(Message::publish("/p", json!(3))).await.unwrap();
         let r = send(&s, connect).await;
         assert_eq!(
@@ -176,8 +227,9 @@ mod tests {
     async fn removing_a_pushed_client_answers_its_connect_at_once() {
         let s = Server::builder().build().unwrap();
         let a = handshake(&s).await;
-        let (tx, _rx) = mpsc::channel(8);
-        let _guard = s.push_deliveries(&a, tx);
+        let mut push = s.push_deliveries(&a);
+        // The transport polls its push whenever it can write: here, always.
+        let pushing = tokio::spawn(async move { while push.next().await.is_some() {} });
         let connect =
             json!({"channel": "/meta/connect", "clientId": a, "connectionType": "websocket"});
         let s2 = s.clone();
@@ -192,6 +244,7 @@ mod tests {
             start.elapsed() < Duration::from_secs(1),
             "answered at once, not at the timeout"
         );
+        pushing.await.expect("the push ends with its client");
     }
 
     /// A memory engine whose next `take_queue` calls fail, as a restarting Redis would make them.
@@ -258,12 +311,11 @@ mod tests {
         let s = Server::builder().engine(engine).build().unwrap();
         let a = handshake(&s).await;
         subscribe(&s, &a, json!("/f")).await;
-        let (tx, mut rx) = mpsc::channel(8);
-        let _guard = s.push_deliveries(&a, tx);
+        let mut push = s.push_deliveries(&a);
         s.publish(Message::publish("/f", json!("after the failures")))
             .await
             .unwrap();
-        let got = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        let got = tokio::time::timeout(Duration::from_secs(30), push.next())
             .await
             .expect("delivered once the engine answers again")
             .unwrap();

@@ -1,12 +1,29 @@
 //! The WebSocket transport: each text frame is a message batch, each answer a frame.
+//!
+//! One task serves one socket ([`Socket`]): it reads frames, answers batches one at a time in
+//! arrival order, holds the client's connects meanwhile, writes the answers, and pushes the
+//! deliveries queued for the connecting client ([`Push`]) whenever nothing else is being written.
+//! An idle client (its connect held) costs that task, its connect's future and its push; the rest is
+//! made when a frame comes. Thousands of idle clients are the common case, so every part of a socket
+//! that is not always needed is made only when it is.
 
-use crate::{Error, PushGuard, ReplyFence, Server};
+use crate::{Error, Push, ReplyFence, Server};
 use axum::extract::ws::{Message as Frame, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, Sink, Stream};
 use serde_json::{json, Value};
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+/// Batches read and waiting for the one being answered. Past that, or with [`MAX_UNWRITTEN`] frames
+/// not yet written, the socket is not read until there is room: a client that sends faster than it is
+/// answered, or does not read its answers, is slowed down by TCP instead of buffered here.
+const MAX_WAITING: usize = 256;
+/// Frames waiting for the socket; past that no new batch is answered and the socket is not read.
+const MAX_UNWRITTEN: usize = 64;
 
 /// Accepts the upgrade from any origin: browser pages on other origins connect here by design, and a
 /// client id (not a cookie) is the credential, so there is nothing for a foreign page to ride on.
@@ -25,99 +42,318 @@ pub(super) fn upgrade(upgrade: WebSocketUpgrade, server: Server) -> Response {
         .on_upgrade(move |socket| run(socket, server))
 }
 
+/// Serves the socket until the client leaves (or the process drains), then answers what it sent
+/// before leaving and closes.
 async fn run(socket: WebSocket, server: Server) {
-    let (mut sink, mut stream) = socket.split();
-    // A channel allocates a block of 32 slots up front, per socket: boxed answers keep it at 256 bytes.
-    let (tx, mut rx) = mpsc::channel::<Box<Answered>>(64);
-    let (push_tx, mut push_rx) = mpsc::channel::<Vec<crate::Outbound>>(64);
-    let writer = tokio::spawn(async move {
-        loop {
-            let (text, fence) = tokio::select! {
-                Some(answered) = rx.recv() => *answered,
-                Some(batch) = push_rx.recv() => (crate::outbound::to_json_array(&batch), None),
-                else => break,
-            };
-            if sink.send(Frame::Text(text.into())).await.is_err() {
-                break;
-            }
-            // The replies are on the socket: deliveries that must follow them may go now.
-            drop(fence);
-        }
-        let _ = sink.close().await;
-    });
-    // Deliveries go out as soon as they are queued for the client that connects on this socket.
-    let mut push: Option<PushGuard> = None;
-    // Connects are split off: a held /meta/connect must not stop the publishes and subscribes the
-    // client sends on the same socket meanwhile, and they are aborted when the socket closes (nobody is
-    // left to answer). Everything else goes, in arrival order, through one worker that runs to
-    // completion: a client's publishes keep their order, and one sent just before closing is not lost.
-    let (work_tx, mut work_rx) = mpsc::channel::<Box<Value>>(256);
-    let worker = {
-        let (server, tx) = (server.clone(), tx.clone());
-        tokio::spawn(async move {
-            while let Some(batch) = work_rx.recv().await {
-                let batch = *batch;
-                // Boxed: an idle worker then holds a pointer, not the whole answer's state.
-                Box::pin(answer(server.clone(), batch, tx.clone())).await;
-            }
-        })
-    };
-    let mut connects = JoinSet::new();
+    let mut socket = Socket::new(socket, server.clone());
     metrics::gauge!("bayeux_websockets_open").increment(1.0);
+    // Made before the check, so a drain between the two still ends the serving.
     let drained = server.inner.drained.notified();
     tokio::pin!(drained);
-    let mut draining = server.is_draining();
-    while !draining {
-        let frame = tokio::select! {
-            frame = stream.next() => frame,
-            // The process is about to exit: its held connects are being answered; close after them.
-            () = &mut drained => {
-                draining = true;
-                continue;
+    let draining = server.is_draining()
+        || poll_fn(|cx| {
+            if drained.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(true);
             }
-        };
-        let Some(frame) = frame else { break };
-        let text = match frame {
-            Ok(Frame::Text(text)) => text.to_string(),
-            Ok(Frame::Binary(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
-            Ok(Frame::Close(_)) | Err(_) => break,
-            Ok(_) => continue,
-        };
-        let value = match serde_json::from_str::<Value>(&text) {
-            Ok(value) => value,
-            Err(e) => {
-                let error = Error::BadRequest(format!("invalid JSON: {e}"));
-                let _ = tx.send(Box::new((error_frame(&error), None))).await;
-                continue;
+            socket.poll(cx, Phase::Serve).map(|()| false)
+        })
+        .await;
+    metrics::gauge!("bayeux_websockets_open").decrement(1.0);
+    if draining {
+        // The process is about to exit and its held connects are answered at once: let the answers
+        // reach the socket before it closes.
+        poll_fn(|cx| socket.poll(cx, Phase::Drain)).await;
+    }
+    // The client is gone (or going): held connects have no one to answer to, and deliveries go back
+    // to queueing. Everything else it sent is answered, so a publish sent just before closing is not
+    // lost.
+    socket.connects.clear();
+    socket.push = None;
+    poll_fn(|cx| socket.poll(cx, Phase::Finish)).await;
+    let _ = poll_fn(|cx| Pin::new(&mut socket.ws).poll_close(cx)).await;
+}
+
+/// What [`Socket::poll`] does, and when it is done.
+#[derive(Clone, Copy, PartialEq)]
+enum Phase {
+    /// Everything, until the client closes the socket or it fails.
+    Serve,
+    /// No more reading; done when every held connect is answered.
+    Drain,
+    /// No more reading, no connects, no pushes; done when every batch is answered and written.
+    Finish,
+}
+
+/// A batch, or why a frame is not one.
+type Batch = Result<Value, Error>;
+
+/// A batch being answered: a future of its frame.
+type Answering = Pin<Box<dyn Future<Output = Answered> + Send>>;
+
+/// A frame to write, with the fence to lower once it is on the socket.
+type Answered = (String, Option<ReplyFence>);
+
+/// One socket and everything its client has in flight on it, driven by the socket's one task.
+struct Socket {
+    server: Server,
+    ws: WebSocket,
+    /// Batches other than connects, oldest first, waiting for the one being answered.
+    waiting: VecDeque<Batch>,
+    /// The batch being answered: one at a time, so a client's publishes keep their order.
+    answering: Option<Answering>,
+    /// Held connects, apart from the rest: a held `/meta/connect` must not stop the publishes and
+    /// subscribes the client sends on the same socket meanwhile.
+    connects: Vec<Answering>,
+    /// Deliveries for the client that connects on this socket, as soon as they are queued.
+    push: Option<Push>,
+    /// Frames to write, oldest first.
+    unwritten: VecDeque<Answered>,
+    /// Fences of the frames handed to the socket, lowered once they are flushed.
+    unflushed: Vec<ReplyFence>,
+    flushing: bool,
+    /// Writing failed: answers are still made (for what they do), not written.
+    broken: bool,
+}
+
+impl Socket {
+    fn new(ws: WebSocket, server: Server) -> Self {
+        Socket {
+            server,
+            ws,
+            waiting: VecDeque::new(),
+            answering: None,
+            connects: Vec::new(),
+            push: None,
+            unwritten: VecDeque::new(),
+            unflushed: Vec::new(),
+            flushing: false,
+            broken: false,
+        }
+    }
+
+    /// Moves everything along as far as it goes now; `Ready` once `phase` is done.
+    fn poll(&mut self, cx: &mut Context<'_>, phase: Phase) -> Poll<()> {
+        loop {
+            let mut moved = self.write(cx);
+            if phase == Phase::Serve {
+                match self.read(cx) {
+                    Poll::Ready(()) => return Poll::Ready(()),
+                    Poll::Pending => {}
+                }
             }
-        };
-        let (held, rest) = split_connects(value);
-        if let Some(rest) = rest {
-            if work_tx.send(Box::new(rest)).await.is_err() {
+            moved |= self.answer(cx);
+            moved |= self.connects(cx);
+            moved |= self.push(cx);
+            // Each step either moved (and may have made work for another) or registered this task's
+            // waker with what it waits for: stop only after a round in which nothing moved.
+            if !moved {
                 break;
             }
+        }
+        let done = match phase {
+            Phase::Serve => false,
+            Phase::Drain => self.connects.is_empty(),
+            Phase::Finish => {
+                self.waiting.is_empty()
+                    && self.answering.is_none()
+                    && (self.broken || (self.unwritten.is_empty() && !self.flushing))
+            }
+        };
+        if done {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+
+    /// Reads frames while there is room for their batches; `Ready` once the client has closed the
+    /// socket or it failed.
+    fn read(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        while self.waiting.len() < MAX_WAITING && self.unwritten.len() < MAX_UNWRITTEN {
+            let text = match Pin::new(&mut self.ws).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(Frame::Text(text)))) => serde_json::from_str(text.as_str()),
+                Poll::Ready(Some(Ok(Frame::Binary(bytes)))) => {
+                    serde_json::from_str(&String::from_utf8_lossy(&bytes))
+                }
+                Poll::Ready(Some(Ok(Frame::Close(_)) | Err(_)) | None) => return Poll::Ready(()),
+                Poll::Ready(Some(Ok(_))) => continue,
+            };
+            self.take(text);
+        }
+        Poll::Pending
+    }
+
+    /// Takes a batch the client sent: connects are held apart, the rest waits its turn.
+    fn take(&mut self, batch: Result<Value, serde_json::Error>) {
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                let error = Error::BadRequest(format!("invalid JSON: {e}"));
+                self.waiting.push_back(Err(error));
+                return;
+            }
+        };
+        let (held, rest) = split_connects(batch);
+        if let Some(rest) = rest {
+            self.waiting.push_back(Ok(rest));
         }
         if let Some(held) = held {
             if let Some(id) = connecting_client(&held) {
-                if push.as_ref().is_none_or(|p| p.client_id() != id) {
-                    push = Some(server.push_deliveries(id, push_tx.clone()));
+                if self.push.as_ref().is_none_or(|p| p.client_id() != id) {
+                    self.push = Some(self.server.push_deliveries(id));
                 }
             }
-            connects.spawn(answer(server.clone(), held, tx.clone()));
+            self.connects.push(answering(self.server.clone(), Ok(held)));
         }
-        while connects.try_join_next().is_some() {}
     }
-    metrics::gauge!("bayeux_websockets_open").decrement(1.0);
-    if draining {
-        // Drained connects answer at once: let them reach the socket before it closes.
-        while connects.join_next().await.is_some() {}
+
+    /// Answers the waiting batches, one at a time; whether any was answered.
+    fn answer(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut moved = false;
+        loop {
+            let current = match &mut self.answering {
+                Some(current) => current,
+                // A client that does not read its answers gets no more until it does.
+                None if self.unwritten.len() >= MAX_UNWRITTEN => return moved,
+                None => match self.waiting.pop_front() {
+                    Some(batch) => self.answering.insert(answering(self.server.clone(), batch)),
+                    None => return moved,
+                },
+            };
+            match current.as_mut().poll(cx) {
+                Poll::Pending => return moved,
+                Poll::Ready(answered) => {
+                    self.answering = None;
+                    self.queue(answered);
+                    moved = true;
+                }
+            }
+        }
     }
-    // The socket is gone: held connects have no one to answer to, and deliveries go back to queueing.
-    connects.abort_all();
-    drop(push);
-    drop((tx, push_tx, work_tx));
-    let _ = worker.await;
-    let _ = writer.await;
+
+    /// Polls the held connects; whether any was answered.
+    fn connects(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut moved = false;
+        let mut i = 0;
+        while i < self.connects.len() {
+            match self.connects[i].as_mut().poll(cx) {
+                Poll::Pending => i += 1,
+                Poll::Ready(answered) => {
+                    drop(self.connects.swap_remove(i));
+                    self.queue(answered);
+                    moved = true;
+                }
+            }
+        }
+        moved
+    }
+
+    /// Takes the client's next deliveries, when nothing else waits for the socket (meanwhile they
+    /// wait in its queue, which the engine bounds, and go as one frame); whether any were taken.
+    fn push(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.broken || self.flushing || !self.unwritten.is_empty() {
+            return false;
+        }
+        let Some(push) = &mut self.push else {
+            return false;
+        };
+        match Pin::new(push).poll_next(cx) {
+            Poll::Ready(Some(batch)) => {
+                self.queue((crate::outbound::to_json_array(&batch), None));
+                true
+            }
+            // The client is gone: its connect has been told so.
+            Poll::Ready(None) | Poll::Pending => false,
+        }
+    }
+
+    /// Queues a frame for the socket (or drops it, with its fence, if the socket cannot be written).
+    fn queue(&mut self, answered: Answered) {
+        if !self.broken {
+            self.unwritten.push_back(answered);
+        }
+    }
+
+    /// Writes the waiting frames and flushes them; whether anything was written or flushed.
+    fn write(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.broken {
+            return false;
+        }
+        let mut moved = false;
+        while !self.unwritten.is_empty() {
+            match Pin::new(&mut self.ws).poll_ready(cx) {
+                Poll::Pending => break,
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(_)) => return self.fail(),
+            }
+            let Some((text, fence)) = self.unwritten.pop_front() else {
+                break;
+            };
+            if Pin::new(&mut self.ws)
+                .start_send(Frame::Text(text.into()))
+                .is_err()
+            {
+                return self.fail();
+            }
+            self.unflushed.extend(fence);
+            self.flushing = true;
+            moved = true;
+        }
+        if self.flushing {
+            match Pin::new(&mut self.ws).poll_flush(cx) {
+                Poll::Pending => {}
+                Poll::Ready(Ok(())) => {
+                    self.flushing = false;
+                    // The replies are on the socket: deliveries that must follow them may go now.
+                    self.unflushed.clear();
+                    moved = true;
+                }
+                Poll::Ready(Err(_)) => return self.fail(),
+            }
+        }
+        moved
+    }
+
+    /// The socket cannot be written any more: what waited for it is dropped (lowering its fences).
+    fn fail(&mut self) -> bool {
+        self.broken = true;
+        self.flushing = false;
+        self.unwritten.clear();
+        self.unflushed.clear();
+        true
+    }
+}
+
+/// The future of a batch's answer; a panic while answering is an error reply, not the end of the
+/// socket.
+fn answering(server: Server, batch: Batch) -> Answering {
+    Box::pin(
+        AssertUnwindSafe(answer(server, batch))
+            .catch_unwind()
+            .map(|answered| {
+                answered.unwrap_or_else(|_| {
+                    tracing::error!("answering a WebSocket batch panicked");
+                    let error = Error::Internal("panicked".into());
+                    (error_frame(&error), None)
+                })
+            }),
+    )
+}
+
+/// Runs one batch (`[]` for an empty batch: Faye pings with `[]`) into its frame.
+async fn answer(server: Server, batch: Batch) -> Answered {
+    let answer = match batch {
+        Ok(batch) => server.answer_json(batch).await,
+        Err(e) => Err(e),
+    };
+    match answer {
+        Ok(answer) => (
+            crate::outbound::to_json_array(&answer.replies),
+            Some(answer.fence),
+        ),
+        Err(e) => (error_frame(&e), None),
+    }
 }
 
 /// The client id of the first `/meta/connect` in a batch of connects.
@@ -127,21 +363,6 @@ fn connecting_client(connects: &Value) -> Option<&str> {
         single => single,
     };
     first.get("clientId")?.as_str()
-}
-
-/// A frame for the writer, with the fence to lower once it is written.
-type Answered = (String, Option<ReplyFence>);
-
-/// Runs one batch and queues its answer (`[]` for an empty batch: Faye pings with `[]`).
-async fn answer(server: Server, batch: Value, tx: mpsc::Sender<Box<Answered>>) {
-    let answered = match server.answer_json(batch).await {
-        Ok(answer) => (
-            crate::outbound::to_json_array(&answer.replies),
-            Some(answer.fence),
-        ),
-        Err(e) => (error_frame(&e), None),
-    };
-    let _ = tx.send(Box::new(answered)).await;
 }
 
 fn error_frame(error: &Error) -> String {
