@@ -22,8 +22,8 @@
 //!   `handle_tests`), with paused tokio time for connect holds and inactivity.
 //! - `fence`: [`ReplyFence`], which keeps deliveries addressed to a client behind its subscribe reply.
 //! - `turns`: one client's batches handled one at a time, in arrival order.
-//! - `push`: [`Server::push_deliveries`], a [`Push`] stream of deliveries the moment they are queued, for transports
-//!   that can write at any time (WebSocket).
+//! - `push`: [`Server::push_deliveries`], a [`Push`] stream of deliveries the moment they are
+//!   queued, for transports that can write at any time (WebSocket).
 //! - [`engine`]: the [`Engine`] trait (clients, subscriptions, queues, routing), the in-memory
 //!   [`MemoryEngine`], and the conformance suite every engine must pass.
 //! - [`extension`]: the [`Extension`] trait (ordered async hooks), lifecycle [`Event`]s, and how a

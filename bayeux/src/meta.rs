@@ -4,6 +4,7 @@ use crate::config::CONNECTION_TYPES;
 use crate::extension::{DisconnectReason, Event, UnsubscribeReason};
 use crate::server::{reply_to, strip, Done};
 use crate::{channel, Error, Message, Server};
+use futures_util::future::BoxFuture;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -130,16 +131,23 @@ impl Drop for HoldGuard<'_> {
 
 impl Server {
     /// Routes an (incoming-hooked, error-free) request to its handler.
-    pub(crate) async fn dispatch(&self, m: &Message) -> Result<Done, Error> {
+    ///
+    /// Each handler is a boxed future of its own: a held connect then keeps room for the connect
+    /// handler only, not for the biggest of them all.
+    pub(crate) fn dispatch<'a>(&'a self, m: &'a Message) -> BoxFuture<'a, Result<Done, Error>> {
         match m.channel.as_str() {
-            "/meta/handshake" => self.handshake(m).await,
-            "/meta/connect" => self.connect(m).await,
-            "/meta/subscribe" => self.subscribe(m).await,
-            "/meta/unsubscribe" => self.unsubscribe(m).await,
-            "/meta/disconnect" => self.disconnect(m).await,
-            "" => Err(Error::ParameterMissing("channel".into())),
-            ch if channel::is_meta(ch) => Err(Error::ChannelForbidden(ch.to_owned())),
-            _ => self.publish_from_client(m).await,
+            "/meta/handshake" => Box::pin(self.handshake(m)),
+            "/meta/connect" => Box::pin(self.connect(m)),
+            "/meta/subscribe" => Box::pin(self.subscribe(m)),
+            "/meta/unsubscribe" => Box::pin(self.unsubscribe(m)),
+            "/meta/disconnect" => Box::pin(self.disconnect(m)),
+            "" => Box::pin(std::future::ready(Err(Error::ParameterMissing(
+                "channel".into(),
+            )))),
+            ch if channel::is_meta(ch) => Box::pin(std::future::ready(Err(
+                Error::ChannelForbidden(ch.to_owned()),
+            ))),
+            _ => Box::pin(self.publish_from_client(m)),
         }
     }
 

@@ -223,6 +223,19 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn an_idle_push_is_small() {
+        let s = Server::builder().build().unwrap();
+        let push = s.push_deliveries("c");
+        let flow = std::mem::size_of_val(&**push.flow.as_ref().unwrap());
+        eprintln!(
+            "push: {} bytes, its flow {flow}",
+            std::mem::size_of_val(&push)
+        );
+        // Room for compiler changes: what this catches is a big value held across an await.
+        assert!(flow <= 512, "{flow}");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn removing_a_pushed_client_answers_its_connect_at_once() {
         let s = Server::builder().build().unwrap();
