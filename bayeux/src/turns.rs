@@ -49,10 +49,13 @@ struct Lane {
     waiting: BTreeSet<(u64, u64)>,
     /// A batch is being handled.
     busy: bool,
+    /// The client is gone: the lane goes once its batches are done.
+    gone: bool,
     /// Arrivals so far: the tie-breaker, and the order of batches without counter ids.
     arrivals: u64,
-    /// Woken on every change.
-    changed: Arc<Notify>,
+    /// Woken on every change; made when a batch has to wait, dropped when none waits any more, so an
+    /// idle lane (every connected client has one) holds no allocation but its map entry.
+    changed: Option<Arc<Notify>>,
     last_used: Instant,
 }
 
@@ -64,8 +67,9 @@ impl Lane {
             above: BTreeSet::new(),
             waiting: BTreeSet::new(),
             busy: false,
+            gone: false,
             arrivals: 0,
-            changed: Arc::new(Notify::new()),
+            changed: None,
             last_used: Instant::now(),
         }
     }
@@ -96,6 +100,8 @@ impl Lane {
         match self.low {
             None => self.low = Some(id + 1),
             Some(low) if id < low => {}
+            // The next one, as usual: no need to note it above.
+            Some(low) if id == low => self.low = Some(low + 1),
             Some(_) => {
                 self.above.insert(id);
             }
@@ -110,6 +116,17 @@ impl Lane {
             low += 1;
         }
         self.low = Some(low);
+        if self.above.is_empty() {
+            // An emptied set keeps its node; a new one has none.
+            self.above = BTreeSet::new();
+        }
+    }
+
+    /// Wakes the batches waiting for a change.
+    fn changed(&self) {
+        if let Some(changed) = &self.changed {
+            changed.notify_waiters();
+        }
     }
 
     /// Gives up waiting for the ids below `id`.
@@ -142,7 +159,7 @@ impl Turns {
         held: &[&Value],
     ) -> Turn<'a> {
         let now = Instant::now();
-        let (key, changed) = {
+        let key = {
             let mut lanes = self.lanes();
             let prune_at = self.prune_at.load(std::sync::atomic::Ordering::Relaxed);
             if lanes.len() > prune_at.max(PRUNE_FROM) {
@@ -173,31 +190,29 @@ impl Turns {
             // what arrived before it, in arrival order, and waits for no gap.
             let place = first.unwrap_or_else(|| lane.low.map_or(0, |low| low.saturating_sub(1)));
             let key = (place, lane.arrivals);
+            if !lane.busy && lane.waiting.is_empty() && lane.low.is_none_or(|low| key.0 < low) {
+                // Nothing ahead of it (the usual case): it goes at once, and nobody waits to hear.
+                lane.busy = true;
+                return Turn {
+                    turns: self,
+                    client_id: client_id.to_owned(),
+                };
+            }
             lane.waiting.insert(key);
-            lane.changed.notify_waiters();
-            (key, lane.changed.clone())
+            lane.changed();
+            key
         };
         let deadline = now + GAP_WAIT;
+        let changed = match self.try_take(client_id, key, deadline) {
+            Ok(turn) => return turn,
+            Err(changed) => changed,
+        };
         loop {
             let notified = changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            {
-                let mut lanes = self.lanes();
-                let lane = lanes
-                    .get_mut(client_id)
-                    .expect("a waiting batch keeps its lane");
-                let next = lane.waiting.first() == Some(&key);
-                let complete = lane.low.is_none_or(|low| key.0 < low);
-                if !lane.busy && next && (complete || Instant::now() >= deadline) {
-                    lane.waiting.remove(&key);
-                    lane.busy = true;
-                    lane.skip_to(key.0);
-                    return Turn {
-                        turns: self,
-                        client_id: client_id.to_owned(),
-                    };
-                }
+            if let Ok(turn) = self.try_take(client_id, key, deadline) {
+                return turn;
             }
             // Past the deadline only a change can make this batch's turn come.
             if Instant::now() >= deadline {
@@ -211,14 +226,45 @@ impl Turns {
         }
     }
 
-    /// Forgets a client that is gone.
+    /// The turn of the waiting batch `key` if it has come, or the signal of a change to wait for.
+    fn try_take(
+        &self,
+        client_id: &str,
+        key: (u64, u64),
+        deadline: Instant,
+    ) -> Result<Turn<'_>, Arc<Notify>> {
+        let mut lanes = self.lanes();
+        let lane = lanes
+            .get_mut(client_id)
+            .expect("a waiting batch keeps its lane");
+        let next = lane.waiting.first() == Some(&key);
+        let complete = lane.low.is_none_or(|low| key.0 < low);
+        if !lane.busy && next && (complete || Instant::now() >= deadline) {
+            lane.waiting.remove(&key);
+            if lane.waiting.is_empty() {
+                lane.waiting = BTreeSet::new();
+            }
+            lane.busy = true;
+            lane.skip_to(key.0);
+            return Ok(Turn {
+                turns: self,
+                client_id: client_id.to_owned(),
+            });
+        }
+        Err(lane.changed.get_or_insert_with(Default::default).clone())
+    }
+
+    /// Forgets a client that is gone, now or (if its batches are being handled: its own
+    /// `/meta/disconnect` is) when they are done.
     pub(crate) fn forget(&self, client_id: &str) {
         let mut lanes = self.lanes();
-        if lanes
-            .get(client_id)
-            .is_some_and(|lane| !lane.busy && lane.waiting.is_empty())
-        {
+        let Some(lane) = lanes.get_mut(client_id) else {
+            return;
+        };
+        if !lane.busy && lane.waiting.is_empty() {
             lanes.remove(client_id);
+        } else {
+            lane.gone = true;
         }
     }
 }
@@ -229,7 +275,19 @@ impl Drop for Turn<'_> {
         if let Some(lane) = lanes.get_mut(&self.client_id) {
             lane.busy = false;
             lane.last_used = Instant::now();
-            lane.changed.notify_waiters();
+            lane.changed();
+            if lane.gone && lane.waiting.is_empty() {
+                lanes.remove(&self.client_id);
+                return;
+            }
+            // Nobody holds the signal but the lane: nobody waits.
+            if lane
+                .changed
+                .as_ref()
+                .is_some_and(|c| Arc::strong_count(c) == 1)
+            {
+                lane.changed = None;
+            }
         }
     }
 }
@@ -338,6 +396,28 @@ mod tests {
             vec![0, 1, 2]
         );
         turns.forget("c");
+        assert!(turns.lanes().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_lane_keeps_no_signal_and_a_gone_client_none_at_all() {
+        let turns = Arc::new(Turns::default());
+        // Batches that wait for each other make the lane's signal...
+        run_in(turns.clone(), vec![faye(1, 3)], vec![0]).await;
+        let order = run_in(turns.clone(), vec![faye(4, 3), faye(7, 3)], vec![1, 0]).await;
+        assert_eq!(order, vec![0, 1]);
+        {
+            let lanes = turns.lanes();
+            let lane = &lanes["c"];
+            // ...which goes with the last of them, as do the emptied sets' nodes.
+            assert!(lane.changed.is_none());
+            assert!(lane.waiting.is_empty() && lane.above.is_empty());
+        }
+        // A client removed during its own batch (its disconnect) loses its lane when the batch is done.
+        let turn = turns.take("c", &[&json!("a")], &[]).await;
+        turns.forget("c");
+        assert_eq!(turns.lanes().len(), 1, "kept while its batch runs");
+        drop(turn);
         assert!(turns.lanes().is_empty());
     }
 }
