@@ -3,7 +3,7 @@
 use super::Engine;
 use crate::{channel, Error, Message, Outbound};
 use async_trait::async_trait;
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -37,7 +37,7 @@ struct State {
 
 #[derive(Debug)]
 struct Client {
-    channels: BTreeSet<String>,
+    channels: Channels,
     queue: VecDeque<Outbound>,
     signal: Arc<Notify>,
     last_seen: Instant,
@@ -101,6 +101,37 @@ impl MemoryEngine {
     }
 }
 
+/// A client's channels, sorted: most clients have a few, and a set's first node has room for eleven
+/// (280 bytes, against 24 for one channel here).
+#[derive(Debug, Default)]
+struct Channels(Vec<String>);
+
+impl Channels {
+    /// Adds `channel`; `false` if it was there.
+    fn insert(&mut self, channel: &str) -> bool {
+        let Err(at) = self.0.binary_search_by(|c| c.as_str().cmp(channel)) else {
+            return false;
+        };
+        self.0.reserve_exact(1);
+        self.0.insert(at, channel.to_owned());
+        true
+    }
+
+    /// Removes `channel`; `false` if it was not there.
+    fn remove(&mut self, channel: &str) -> bool {
+        let Ok(at) = self.0.binary_search_by(|c| c.as_str().cmp(channel)) else {
+            return false;
+        };
+        self.0.remove(at);
+        self.0.shrink_to_fit();
+        true
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &String> {
+        self.0.iter()
+    }
+}
+
 /// A fresh client id: 128 random bits in base 36, like Faye's ids. Public for other engines.
 pub fn new_client_id() -> String {
     let mut n: u128 = rand::random();
@@ -128,7 +159,7 @@ impl Engine for MemoryEngine {
             state.clients.insert(
                 id.clone(),
                 Client {
-                    channels: BTreeSet::new(),
+                    channels: Channels::default(),
                     queue: VecDeque::new(),
                     signal: Arc::new(Notify::new()),
                     last_seen: Instant::now(),
@@ -148,7 +179,7 @@ impl Engine for MemoryEngine {
         let Some(client) = state.clients.remove(client_id) else {
             return Ok(None);
         };
-        for ch in &client.channels {
+        for ch in client.channels.iter() {
             if let Some(ids) = state.channels.get_mut(ch) {
                 ids.remove(client_id);
                 if ids.is_empty() {
@@ -158,7 +189,7 @@ impl Engine for MemoryEngine {
         }
         // Wake a held connect so it answers now instead of at its timeout.
         client.signal.notify_one();
-        Ok(Some(client.channels.into_iter().collect()))
+        Ok(Some(client.channels.0))
     }
 
     async fn ping(&self, client_id: &str) -> Result<(), Error> {
@@ -185,7 +216,7 @@ impl Engine for MemoryEngine {
             .clients
             .get_mut(client_id)
             .ok_or_else(|| Error::ClientUnknown(client_id.to_owned()))?;
-        if !client.channels.insert(channel.to_owned()) {
+        if !client.channels.insert(channel) {
             return Ok(false);
         }
         state
@@ -218,7 +249,7 @@ impl Engine for MemoryEngine {
             .lock()
             .clients
             .get(client_id)
-            .map(|c| c.channels.iter().cloned().collect())
+            .map(|c| c.channels.0.clone())
             .unwrap_or_default())
     }
 
