@@ -2,8 +2,8 @@
 //! errors, `[]` pings are answered, deliveries are pushed without waiting for a connect, and a publish
 //! sent just before closing the socket is not lost. One task serves a socket: a held connect is
 //! answered on it while pushes and other batches go on, an addressed delivery never overtakes the
-//! subscribe reply, a close while a connect is held ends it all, and an oversized frame closes the
-//! socket before its payload is read.
+//! subscribe reply, a close while a connect is held ends it all, an oversized frame closes the
+//! socket before its payload is read, and a frame many times the read buffer arrives whole.
 
 mod common;
 
@@ -242,4 +242,26 @@ async fn an_oversized_frame_closes_the_socket_before_its_payload() {
     })
     .await;
     assert!(closed.is_ok(), "the socket stayed open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_many_times_the_read_buffer_arrives_whole() {
+    let t = common::start(Duration::from_secs(30)).await;
+    let (mut rd, mut wr) = wsclient::connect(&addr(&t.url), "/faye").await.unwrap();
+    let id = handshake(&mut rd, &mut wr).await;
+    let sub = json!([{"channel": "/meta/subscribe", "clientId": id, "subscription": "/big"}]);
+    wr.send(&sub.to_string()).await.unwrap();
+    assert_eq!(recv(&mut rd).await[0]["successful"], true);
+    // 100 KiB in one frame: the socket reads it 512 bytes at a time.
+    let big = "x".repeat(100 * 1024);
+    let publish = json!([{"channel": "/big", "clientId": id, "data": big, "id": "p"},
+        {"channel": "/meta/connect", "clientId": id, "connectionType": "websocket"}]);
+    wr.send(&publish.to_string()).await.unwrap();
+    let (mut replied, mut delivered) = (false, false);
+    while !(replied && delivered) {
+        for m in recv(&mut rd).await.as_array().unwrap() {
+            replied |= m["id"] == "p" && m["successful"] == true;
+            delivered |= m["channel"] == "/big" && m["data"] == big.as_str();
+        }
+    }
 }
